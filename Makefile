@@ -1,0 +1,45 @@
+# Every target sets up its own virtual environment first, so on a fresh machine
+# `make demo` and `make test` are all a newcomer needs (Python 3.10+, make, a C compiler).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.socketeer-installed
+SOURCES := src tests benchmarks examples
+
+.PHONY: venv demo test check style coverage bench clean
+
+$(STAMP): pyproject.toml setup.py src/socketeer/protocol/_speedups.c
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/python examples/sansio_walkthrough.py
+
+check: venv
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/mypy
+
+test: check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+style: venv
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
+
+coverage: venv
+	$(BIN)/python -m pip install --quiet coverage
+	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m coverage report --show-missing
+
+bench: venv
+	$(BIN)/python benchmarks/protocol.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info src/socketeer/protocol/*.so
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
