@@ -1,0 +1,598 @@
+"""The sans-I/O WebSocket protocol shared by clients and servers (RFC 6455 sections 5 to 7).
+
+Theory of operation
+-------------------
+
+A :class:`Protocol` changes state only in :meth:`~Protocol.receive_data`,
+:meth:`~Protocol.receive_eof`, the ``send_*`` methods and :meth:`~Protocol.fail`. After
+each call, a driver (asyncio, threads, anything) drains it:
+
+1. :meth:`~Protocol.events_received`: what arrived (handshake messages, then :class:`Frame`
+   objects: data frames decoded by the extensions, pings, pongs and the close frame);
+2. :meth:`~Protocol.data_to_send`: bytes to write, in order; ``b""`` means "half-close the
+   connection" (no more writes after it);
+3. :meth:`~Protocol.close_expected`: whether the peer should now close the TCP connection;
+   if it returns ``True``, the driver closes it itself after a timeout.
+
+States move one way: ``CONNECTING`` (opening handshake, handled by the client and server
+subclasses) → ``OPEN`` → ``CLOSING`` (a close frame was sent; the peer's may have arrived)
+→ ``CLOSED`` (the TCP connection ended: :meth:`~Protocol.receive_eof`).
+
+What must hold:
+
+- after a close frame is sent, nothing but bytes already queued is sent, and no data frame
+  can be sent (RFC 6455 section 5.5.1);
+- a close frame is sent at most once, and a received one is echoed when none was sent;
+- after a close frame is received, or after the connection is failed, received bytes are
+  discarded (RFC 6455 section 7.1.7);
+- a peer's fault never raises out of ``receive_data``: the protocol fails the connection with
+  the right close code and keeps the cause in :attr:`~Protocol.parser_exc`;
+- the server closes the TCP connection first (RFC 6455 section 7.1.1); the client waits for it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+
+from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
+from ..typedefs import BytesLike, LoggerLike
+from .extensions.base import Extension
+from .frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Close,
+    CloseCode,
+    Frame,
+    Opcode,
+    parse_header,
+    serialize_header,
+)
+from .masking import apply_mask, new_mask
+from .utf8 import Utf8Validator
+
+__all__ = ["Protocol", "Side", "State", "Event", "SERVER", "CLIENT", "MAX_SIZE"]
+
+MAX_SIZE = 1_048_576
+"""Default limit on the size of a received message, in bytes (1 MiB)."""
+
+# Payloads at least this large are written as a separate buffer instead of being copied
+# after their header.
+_JOIN_BELOW = 16_384
+# Payloads below this size are copied out of the receive buffer by slicing it; larger ones
+# through a memoryview, to copy them once instead of twice.
+_SLICE_BELOW = 4096
+
+
+class Side(enum.IntEnum):
+    """Which end of the connection a protocol object plays."""
+
+    SERVER = 0
+    CLIENT = 1
+
+
+SERVER = Side.SERVER
+CLIENT = Side.CLIENT
+
+
+class State(enum.IntEnum):
+    """The state of a WebSocket connection (RFC 6455 section 4 to 7)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+CONNECTING = State.CONNECTING
+OPEN = State.OPEN
+CLOSING = State.CLOSING
+CLOSED = State.CLOSED
+
+Event = object
+"""What :meth:`Protocol.events_received` returns: a :class:`Request` or :class:`Response`
+during the handshake, then :class:`Frame` objects."""
+
+
+class Protocol:
+    """The sans-I/O WebSocket protocol; see the module's theory of operation.
+
+    Args:
+        side: :data:`CLIENT` or :data:`SERVER`.
+        state: the initial state; ``OPEN`` to speak WebSocket frames right away (for tests and
+            for drivers that did the handshake themselves).
+        max_size: the largest message accepted, in bytes, after decompression; ``None`` for no
+            limit. A bigger message fails the connection with 1009 before it is buffered.
+        logger: where to log; ``socketeer.client`` or ``socketeer.server`` by default.
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        state: State = OPEN,
+        max_size: int | None = MAX_SIZE,
+        logger: LoggerLike | None = None,
+    ) -> None:
+        self.id: uuid.UUID = uuid.uuid4()
+        """Unique identifier of the connection, useful in logs."""
+        if logger is None:
+            logger = logging.getLogger(f"socketeer.{side.name.lower()}")
+        self.logger: LoggerLike = logger
+        """Logger for this connection."""
+        self.debug = logger.isEnabledFor(logging.DEBUG)
+        """Whether debug logging is on; checked before building debug messages."""
+        self.side = side
+        """:data:`CLIENT` or :data:`SERVER`."""
+        self._state = state
+        self.max_size = max_size
+        """Largest message accepted, in bytes, or ``None``."""
+        self.extensions: list[Extension] = []
+        """Extensions in use, in the order of negotiation."""
+
+        self.close_rcvd: Close | None = None
+        """The close frame received from the peer, once it arrived."""
+        self.close_sent: Close | None = None
+        """The close frame sent to the peer, once it was sent."""
+        self.close_rcvd_then_sent: bool | None = None
+        """Whether the peer started the closing handshake, once both close frames passed."""
+        self.handshake_exc: Exception | None = None
+        """Why the opening handshake failed, if it did."""
+        self.parser_exc: Exception | None = None
+        """Why the connection was failed because of the peer, if it was."""
+        self.eof_sent = False
+        """Whether the driver was told to half-close the connection."""
+
+        self._buffer = bytearray()
+        self._events: list[Event] = []
+        self._writes: list[bytes] = []
+        self._eof_rcvd = False
+        self._discard = False  # after a close frame was received or the connection failed
+        self._mask = side is CLIENT  # RFC 6455 section 5.1: clients mask, servers don't
+        # Incoming message: the opcode of the message in progress, its size so far, and the
+        # UTF-8 validator of a fragmented text message.
+        self._rcv_opcode: Opcode | None = None
+        self._rcv_size = 0
+        self._rcv_utf8: Utf8Validator | None = None
+        # Outgoing message: whether a fragmented message is in progress.
+        self._snd_fragmented = False
+
+    # Public state
+
+    @property
+    def state(self) -> State:
+        """The connection's state (see the module's theory of operation)."""
+        return self._state
+
+    @state.setter
+    def state(self, state: State) -> None:
+        if self.debug:
+            self.logger.debug("= connection is %s", state.name)
+        self._state = state
+
+    @property
+    def close_code(self) -> int | None:
+        """RFC 6455 section 7.1.5, "The WebSocket Connection Close Code".
+
+        ``None`` until the connection is closed. 1005 when the peer's close frame had no
+        code; 1006 when no close frame arrived.
+        """
+        if self._state is not CLOSED:
+            return None
+        if self.close_rcvd is None:
+            return CloseCode.ABNORMAL_CLOSURE
+        return self.close_rcvd.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """RFC 6455 section 7.1.6, "The WebSocket Connection Close Reason".
+
+        ``None`` until the connection is closed; empty when no reason was received.
+        """
+        if self._state is not CLOSED:
+            return None
+        if self.close_rcvd is None:
+            return ""
+        return self.close_rcvd.reason
+
+    # Receiving
+
+    def receive_data(self, data: BytesLike) -> None:
+        """Feed bytes read from the network.
+
+        Then call :meth:`events_received`, :meth:`data_to_send` and :meth:`close_expected`.
+        A fault of the peer does not raise: it fails the connection (a close frame with the
+        right code is queued) and is kept in :attr:`parser_exc`.
+
+        Raises:
+            InvalidState: if called after :meth:`receive_eof`.
+        """
+        if self._eof_rcvd:
+            raise InvalidState("data received after end of stream")
+        if self._discard:
+            return
+        self._buffer += data
+        if self._state is CONNECTING:
+            self._receive_handshake()
+            if self._state is CONNECTING or self._discard:
+                return
+        self._receive_frames()
+
+    def receive_eof(self) -> None:
+        """Tell the protocol that the peer closed the connection (or that it was lost).
+
+        Then call :meth:`events_received` and :meth:`data_to_send`, which ends with ``b""``
+        when the driver should close its side too.
+
+        Raises:
+            InvalidState: if called twice.
+        """
+        if self._eof_rcvd:
+            raise InvalidState("end of stream received twice")
+        self._eof_rcvd = True
+        if self._state is CONNECTING:
+            self._receive_handshake_eof()
+        elif (
+            self._state is not CLOSED
+            and self.close_rcvd is None
+            and self.parser_exc is None
+            and self._buffer
+        ):
+            # The connection ended in the middle of a frame: an abnormal closure (1006).
+            self.parser_exc = EOFError(
+                f"connection closed with {len(self._buffer)} bytes of an incomplete frame"
+            )
+        self._buffer.clear()
+        if not self.eof_sent:
+            self._send_eof()
+        self.state = CLOSED
+
+    def events_received(self) -> list[Event]:
+        """Return the events received since the last call, and forget them."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """Return the bytes to write since the last call, in order, and forget them.
+
+        ``b""`` stands for the end of the stream: the driver half-closes the connection
+        (``write_eof``, or closes it when half-closing is not possible).
+        """
+        writes, self._writes = self._writes, []
+        return writes
+
+    def close_expected(self) -> bool:
+        """Whether the peer should close the TCP connection soon.
+
+        Call it after :meth:`receive_data`, :meth:`send_close` or :meth:`fail`. When it returns
+        ``True``, close the connection yourself if the peer has not done so within a timeout.
+        """
+        return self._state is CLOSING or self.handshake_exc is not None
+
+    def _receive_handshake(self) -> None:
+        """Parse the opening handshake from the buffer; subclasses implement it."""
+        raise InvalidState("connection is CONNECTING but has no handshake to run")
+
+    def _receive_handshake_eof(self) -> None:
+        """Handle the end of the stream during the handshake; subclasses implement it."""
+
+    def _receive_frames(self) -> None:
+        """Parse every complete frame in the buffer (RFC 6455 section 5)."""
+        buffer = self._buffer
+        pos = 0
+        try:
+            while not self._discard:
+                header = parse_header(buffer, pos)
+                if header is None:
+                    break
+                first_byte, length, mask_key, start = header
+                # RFC 6455 section 5.1: "The server MUST close the connection upon receiving a
+                # frame that is not masked. [...] A client MUST close a connection if it
+                # detects a masked frame."
+                if (mask_key is None) is not self._mask:
+                    raise ProtocolError("incorrect masking")
+                opcode = first_byte & 0x0F
+                # A message bigger than max_size fails before its payload is buffered.
+                if opcode < 8 and self.max_size is not None:
+                    if length > self.max_size - self._rcv_size:
+                        raise PayloadTooBig(length, self.max_size, self._rcv_size)
+                end = start + length
+                if end > len(buffer):
+                    break
+                if mask_key is not None:
+                    if length < _SLICE_BELOW:
+                        payload = apply_mask(buffer[start:end], mask_key)
+                    else:
+                        with memoryview(buffer) as view:
+                            payload = apply_mask(view[start:end], mask_key)
+                elif length < _SLICE_BELOW:
+                    payload = bytes(buffer[start:end])
+                else:
+                    with memoryview(buffer) as view:
+                        payload = bytes(view[start:end])
+                pos = end
+                frame = Frame.from_first_byte(first_byte, payload)
+                self._receive_frame(frame)
+        except ProtocolError as exc:
+            self._fail_from_peer(CloseCode.PROTOCOL_ERROR, str(exc), exc)
+        except UnicodeDecodeError as exc:
+            reason = f"{exc.reason} at position {exc.start}"
+            self._fail_from_peer(CloseCode.INVALID_FRAME_PAYLOAD_DATA, reason, exc)
+        except PayloadTooBig as exc:
+            self._fail_from_peer(CloseCode.MESSAGE_TOO_BIG, str(exc), exc)
+        if self._discard:
+            buffer.clear()
+        elif pos:
+            del buffer[:pos]
+
+    def _receive_frame(self, frame: Frame) -> None:
+        """Apply RFC 6455 sections 5.4 to 5.6 to one received frame."""
+        for extension in reversed(self.extensions):
+            budget = None if self.max_size is None else self.max_size - self._rcv_size
+            frame = extension.decode(frame, max_size=budget)
+        # RFC 6455 section 5.2: "If a nonzero value is received and none of the negotiated
+        # extensions defines the meaning of such a nonzero value, the receiving endpoint MUST
+        # _Fail the WebSocket Connection_."
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            raise ProtocolError("reserved bits must be 0")
+        if self.debug:
+            self.logger.debug("< %s", frame)
+        opcode = frame.opcode
+        if opcode is OP_TEXT or opcode is OP_BINARY:
+            # RFC 6455 section 5.4: "fragments of one message MUST NOT be interleaved between
+            # the fragments of another message".
+            if self._rcv_opcode is not None:
+                raise ProtocolError("expected a continuation frame")
+            if opcode is OP_TEXT:
+                if frame.fin:
+                    frame.data.decode()  # validates; raises UnicodeDecodeError
+                else:
+                    self._rcv_utf8 = Utf8Validator()
+                    self._rcv_utf8.feed(frame.data, False)
+            if not frame.fin:
+                self._rcv_opcode = opcode
+                self._rcv_size = len(frame.data)
+            self._events.append(frame)
+        elif opcode is OP_CONT:
+            # RFC 6455 section 5.4: a fragmented message is "a single frame with the FIN bit
+            # clear and an opcode other than 0, followed by zero or more frames with the FIN
+            # bit clear and the opcode set to 0".
+            if self._rcv_opcode is None:
+                raise ProtocolError("unexpected continuation frame")
+            if self._rcv_utf8 is not None:
+                self._rcv_utf8.feed(frame.data, frame.fin)
+            if frame.fin:
+                self._rcv_opcode = None
+                self._rcv_size = 0
+                self._rcv_utf8 = None
+            else:
+                self._rcv_size += len(frame.data)
+            self._events.append(frame)
+        elif opcode is OP_PING:
+            # RFC 6455 section 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
+            # Pong frame in response, unless it already received a Close frame." Once this
+            # side sent its close frame, it sends nothing more (section 5.5.1).
+            if self.close_sent is None:
+                self._write_frame(Frame(OP_PONG, frame.data))
+            self._events.append(frame)
+        elif opcode is OP_PONG:
+            # RFC 6455 section 5.5.3: "A response to an unsolicited Pong frame is not
+            # expected." Drivers match it with their pings, or ignore it.
+            self._events.append(frame)
+        else:
+            self._receive_close(frame)
+
+    def _receive_close(self, frame: Frame) -> None:
+        """RFC 6455 section 5.5.1: the closing handshake, on receiving a close frame."""
+        self.close_rcvd = Close.parse(frame.data)
+        if self.close_sent is None:
+            # "If an endpoint receives a Close frame and did not previously send a Close
+            # frame, the endpoint MUST send a Close frame in response. (When sending a Close
+            # frame in response, the endpoint typically echos the status code it received.)"
+            self.close_sent = self.close_rcvd
+            self.close_rcvd_then_sent = True
+            self._write_frame(Frame(OP_CLOSE, frame.data))
+            self.state = CLOSING
+        else:
+            self.close_rcvd_then_sent = False
+        # "After sending a Close frame, the application MUST NOT send any more data frames."
+        # The message in progress, if any, is abandoned; later bytes are discarded.
+        self._discard = True
+        self._events.append(frame)
+        # RFC 6455 section 7.1.1: "the server SHOULD close [the underlying TCP connection]
+        # first [...] the client SHOULD wait for the server to close the connection".
+        if self.side is SERVER:
+            self._send_eof()
+
+    # Sending
+
+    def send_text(self, data: str | BytesLike, fin: bool = True, compress: bool = True) -> None:
+        """Send a text frame: a whole message, or the first fragment when ``fin`` is false.
+
+        Args:
+            data: the text; ``str`` is encoded to UTF-8, bytes are sent as they are and must
+                already be UTF-8.
+            fin: whether this is the whole message; send the next fragments with
+                :meth:`send_continuation`.
+            compress: ``False`` to send this message uncompressed even when permessage-deflate
+                is in use.
+
+        Raises:
+            InvalidState: if the connection is not open, or a fragmented message is underway.
+        """
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        self._send_data(OP_TEXT, payload, fin, compress)
+
+    def send_binary(self, data: BytesLike, fin: bool = True, compress: bool = True) -> None:
+        """Send a binary frame; see :meth:`send_text` for the arguments.
+
+        Raises:
+            InvalidState: if the connection is not open, or a fragmented message is underway.
+        """
+        self._send_data(OP_BINARY, bytes(data), fin, compress)
+
+    def send_continuation(self, data: str | BytesLike, fin: bool) -> None:
+        """Send the next fragment of a message started with ``fin=False``.
+
+        Raises:
+            InvalidState: if no fragmented message is underway, or the connection is closing.
+        """
+        if not self._snd_fragmented:
+            raise InvalidState("no fragmented message to continue")
+        self._check_open()
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        self._snd_fragmented = not fin
+        self._write_frame(Frame(OP_CONT, payload, fin))
+
+    def send_ping(self, data: BytesLike = b"") -> None:
+        """Send a ping; the peer answers with a pong carrying the same data.
+
+        Raises:
+            InvalidState: if the connection is not open.
+            ValueError: if ``data`` is longer than 125 bytes.
+        """
+        self._send_control(OP_PING, bytes(data))
+
+    def send_pong(self, data: BytesLike = b"") -> None:
+        """Send a pong (pings are answered automatically; this is an unsolicited one).
+
+        Raises:
+            InvalidState: if the connection is not open.
+            ValueError: if ``data`` is longer than 125 bytes.
+        """
+        self._send_control(OP_PONG, bytes(data))
+
+    def send_close(self, code: int | None = None, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 section 7.1.2).
+
+        Args:
+            code: the close code; ``None`` sends a close frame without a payload.
+            reason: the close reason; at most 123 bytes once encoded.
+
+        Raises:
+            InvalidState: if the connection is not open.
+            ValueError: if the code cannot be sent, or a reason is given without a code.
+        """
+        if code is None:
+            if reason:
+                raise ValueError("cannot send a reason without a code")
+            close = Close(CloseCode.NO_STATUS_RCVD, "")
+        else:
+            close = Close(code, reason)
+        close.check()
+        self._check_open()
+        self._send_close_frame(close)
+
+    def send_frame(self, frame: Frame, compress: bool = True) -> None:
+        """Send any frame, for tools and proxies; the rules of RFC 6455 still apply.
+
+        Data frames go through the extensions (``compress`` as in :meth:`send_text`) and must
+        follow the fragmentation rules; a close frame starts the closing handshake.
+
+        Raises:
+            InvalidState: if the frame is not allowed in the current state.
+            ProtocolError: if the frame itself breaks RFC 6455 section 5 (e.g. an RSV bit is
+                set or a control frame is too long).
+            ValueError: if a close frame carries a payload that cannot be sent.
+        """
+        frame.check()
+        opcode = frame.opcode
+        if opcode is OP_CONT:
+            self.send_continuation(frame.data, frame.fin)
+        elif opcode is OP_TEXT or opcode is OP_BINARY:
+            self._send_data(opcode, bytes(frame.data), frame.fin, compress)
+        elif opcode is OP_CLOSE:
+            try:
+                close = Close.parse(frame.data)
+            except (ProtocolError, UnicodeDecodeError) as exc:
+                raise ValueError(f"invalid close frame payload: {exc}") from exc
+            close.check()
+            self._check_open()
+            self._send_close_frame(close)
+        else:
+            self._send_control(opcode, bytes(frame.data))
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the WebSocket connection (RFC 6455 section 7.1.7).
+
+        Sends a close frame with ``code`` unless one was already sent or ``code`` is 1006
+        (nothing is sent then), stops processing what arrives, and, on the server side,
+        closes the TCP connection. Drivers call it, e.g. when a keepalive ping times out.
+        """
+        if self._state is OPEN and self.close_sent is None:
+            if code != CloseCode.ABNORMAL_CLOSURE:
+                close = Close(code, reason)
+                try:
+                    close.check()
+                except ValueError:
+                    close = Close(code, "")
+                self._send_close_frame(close)
+            self.state = CLOSING
+        if self.debug:
+            self.logger.debug("! failing connection with code %d", code)
+        # "An endpoint MUST NOT continue to attempt to process data (including a responding
+        # Close frame) from the remote endpoint after being instructed to _Fail the WebSocket
+        # Connection_."
+        self._discard = True
+        self._buffer.clear()
+        if self.side is SERVER and not self.eof_sent:
+            self._send_eof()
+
+    def _fail_from_peer(self, code: int, reason: str, exc: Exception) -> None:
+        self.parser_exc = exc
+        self.fail(code, reason)
+
+    def _check_open(self) -> None:
+        if self._state is not OPEN:
+            raise InvalidState(f"connection is {self._state.name}")
+
+    def _send_data(self, opcode: Opcode, data: bytes, fin: bool, compress: bool) -> None:
+        if self._snd_fragmented:
+            raise InvalidState("a fragmented message is underway; send its continuation")
+        self._check_open()
+        self._snd_fragmented = not fin
+        self._write_frame(Frame(opcode, data, fin), compress)
+
+    def _send_control(self, opcode: Opcode, data: bytes) -> None:
+        if len(data) > 125:
+            raise ValueError(f"control frame payload of {len(data)} bytes exceeds 125 bytes")
+        self._check_open()
+        self._write_frame(Frame(opcode, data))
+
+    def _send_close_frame(self, close: Close) -> None:
+        self.close_sent = close
+        if self.close_rcvd is not None:
+            self.close_rcvd_then_sent = True
+        self._write_frame(Frame(OP_CLOSE, close.serialize()))
+        self.state = CLOSING
+
+    def _write_frame(self, frame: Frame, compress: bool = True) -> None:
+        """Encode a frame with the extensions, serialize it and queue its bytes."""
+        for extension in self.extensions:
+            frame = extension.encode(frame, compress=compress)
+        if self.debug:
+            self.logger.debug("> %s", frame)
+        data = frame.data
+        first_byte = frame.first_byte
+        if self._mask:
+            mask_key = new_mask()
+            header = serialize_header(first_byte, len(data), mask_key)
+            data = apply_mask(data, mask_key)
+        else:
+            header = serialize_header(first_byte, len(data), None)
+        if len(data) < _JOIN_BELOW:
+            self._writes.append(header + data)
+        else:
+            self._writes.append(header)
+            self._writes.append(data)
+
+    def _send_eof(self) -> None:
+        if self.debug:
+            self.logger.debug("> EOF")
+        self.eof_sent = True
+        self._writes.append(b"")
