@@ -136,6 +136,7 @@ INVALID_URIS = [
     ("ws://u\\@evil.example/", "invalid user info"),
     ("ws://u:p%zz@h/", "invalid user info"),
     ("ws://u:p%FF@h/", "user info is not UTF-8"),
+    ("ws://u%3Ax:p@h/", "username contains a colon"),
     # Percent-encodings in paths and queries.
     ("ws://h/100%", "invalid percent-encoding: %"),
     ("ws://h/%zz", "invalid percent-encoding: %zz"),
@@ -221,7 +222,7 @@ class TestUserInfo:
             ("ws://u:p@h/", ("u", "p")),
             ("ws://u@h/", ("u", "")),
             ("ws://u:@h/", ("u", "")),
-            ("ws://u%3Ax:p%40y@h/", ("u:x", "p@y")),
+            ("ws://u%40x:p%3Ay@h/", ("u@x", "p:y")),
         ],
     )
     def test_user_info(self, uri: str, user_info: tuple[str, str] | None) -> None:

@@ -101,7 +101,8 @@ def parse_uri(uri: str) -> WebSocketURI:
     if forbidden is not None:
         raise InvalidURI(uri, f"invalid character {forbidden.group()!r} at {forbidden.start()}")
     # RFC 6455 section 3: "Fragment identifiers are meaningless in the context of WebSocket
-    # URIs and MUST NOT be used on these URIs."
+    # URIs and MUST NOT be used on these URIs. As with any URI scheme, the character "#",
+    # when not indicating the start of a fragment, MUST be escaped as %23."
     if "#" in uri:
         raise InvalidURI(uri, "fragments are not allowed")
     scheme, _, rest = uri.partition(":")
@@ -207,19 +208,22 @@ def _parse_userinfo(uri: str, userinfo: str) -> tuple[str, str | None]:
     """Split ``user [":" password]`` and percent-decode both parts.
 
     Raises:
-        InvalidURI: if the user info has characters RFC 3986 does not allow there, or
-            percent-encodings that are not UTF-8.
+        InvalidURI: if the user info has characters RFC 3986 does not allow there,
+            percent-encodings that are not UTF-8, or a username with a colon.
     """
     if _USERINFO_RE.fullmatch(userinfo) is None or _BAD_PERCENT_RE.search(userinfo):
         raise InvalidURI(uri, "invalid user info")
     username, colon, password = userinfo.partition(":")
     try:
-        return (
-            urllib.parse.unquote(username, errors="strict"),
-            urllib.parse.unquote(password, errors="strict") if colon else None,
-        )
+        username = urllib.parse.unquote(username, errors="strict")
+        password = urllib.parse.unquote(password, errors="strict")
     except UnicodeDecodeError:
         raise InvalidURI(uri, "user info is not UTF-8") from None
+    # User info only serves Basic authentication, and RFC 7617 section 2 says that "a user-id
+    # containing a colon character is invalid": fail now rather than during the handshake.
+    if ":" in username:
+        raise InvalidURI(uri, "username contains a colon")
+    return username, password if colon else None
 
 
 def _encode(uri: str, component: str, safe: str) -> str:

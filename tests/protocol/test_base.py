@@ -317,8 +317,14 @@ class TestFailing:
     def test_fail_with_1006_sends_no_close_frame(self, side: Side) -> None:
         protocol = Protocol(side)
         protocol.fail(1006)
-        assert protocol.data_to_send() == ([b""] if side is SERVER else [])
+        # With no closing handshake to wait for, both sides close the TCP connection.
+        assert protocol.data_to_send() == [b""]
         assert protocol.close_sent is None
+
+    @pytest.mark.parametrize("code", [999, 1004, 1005, 2999, 5000])
+    def test_fail_with_a_code_not_for_the_wire(self, side: Side, code: int) -> None:
+        with pytest.raises(ValueError, match="invalid close code"):
+            Protocol(side).fail(code)
 
     def test_fail_with_a_too_long_reason_drops_the_reason(self, side: Side) -> None:
         protocol = Protocol(side)
@@ -361,3 +367,43 @@ class TestLogging:
     def test_default_loggers(self) -> None:
         assert Protocol(CLIENT).logger.name == "socketeer.client"
         assert Protocol(SERVER).logger.name == "socketeer.server"
+
+
+@pytest.mark.parametrize("side", SIDES)
+class TestUtf8FailsFast:
+    """RFC 6455 section 8.1: invalid UTF-8 fails the connection as soon as it arrives."""
+
+    def test_inside_an_incomplete_frame(self, side: Side) -> None:
+        protocol = Protocol(side)
+        data = incoming(side, Frame(OP_TEXT, "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"x" * 200))
+        protocol.receive_data(data[:12])
+        assert protocol.data_to_send() == []
+        protocol.receive_data(data[12:30])  # the invalid bytes are in this chunk
+        assert isinstance(protocol.parser_exc, UnicodeDecodeError)
+        assert_connection_failing(protocol, 1007)
+
+    def test_inside_an_incomplete_continuation_frame(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.receive_data(incoming(side, Frame(OP_TEXT, b"ok", fin=False)))
+        data = incoming(side, Frame(OP_CONT, b"x" * 100 + b"\xed\xa0\x80" + b"x" * 100))
+        protocol.receive_data(data[:90])
+        assert protocol.data_to_send() == []
+        protocol.receive_data(data[90:120])
+        assert_connection_failing(protocol, 1007)
+
+    @pytest.mark.parametrize("step", [1, 3, 7, 64])
+    def test_valid_text_in_any_chunks(self, side: Side, step: int) -> None:
+        text = "ascii κόσμε 𝄞 " * 40
+        data = incoming(side, Frame(OP_TEXT, text[:200].encode(), fin=False))
+        data += incoming(side, Frame(OP_PING, b"p"))
+        data += incoming(side, Frame(OP_CONT, text[200:].encode()))
+        data += incoming(side, Frame(OP_TEXT, text.encode()))
+        data += incoming(side, Frame(OP_BINARY, b"\xff" * 300))
+        protocol = Protocol(side)
+        events = []
+        for i in range(0, len(data), step):
+            protocol.receive_data(data[i : i + step])
+            events += protocol.events_received()
+        assert protocol.parser_exc is None
+        assert b"".join(e.data for e in events[:3] if e.opcode is not OP_PING) == text.encode()
+        assert [e.opcode for e in events] == [OP_TEXT, OP_PING, OP_CONT, OP_TEXT, OP_BINARY]

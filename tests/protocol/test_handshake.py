@@ -309,6 +309,8 @@ class TestServer:
         assert response.status_code == 101
         server, response = server_answer(make_request(), origins=origins)
         assert response.status_code == 101
+        server, response = server_answer(make_request(Origin="HTTPS://Good"), origins=origins)
+        assert response.status_code == 101
         self.assert_rejected(make_request(Origin="https://evil"), 403, origins=origins)
         self.assert_rejected(make_request(), 403, origins=[Origin("https://good")])
 

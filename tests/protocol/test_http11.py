@@ -126,7 +126,8 @@ class TestRequestParser:
         [
             b"GET / HTTP/1.0\r\n\r\n",
             b"GET / HTTP/2.0\r\n\r\n",
-            b"GET http://example.com/ HTTP/1.1\r\n\r\n",
+            b"GET ftp://example.com/ HTTP/1.1\r\n\r\n",
+            b"GET example.com/ HTTP/1.1\r\n\r\n",
             b"GET  / HTTP/1.1\r\n\r\n",
             b"GET /\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
@@ -141,6 +142,17 @@ class TestRequestParser:
     def test_invalid(self, data: bytes) -> None:
         with pytest.raises(InvalidMessage):
             RequestParser().feed(data)
+
+    @pytest.mark.parametrize(
+        ("target", "path"),
+        [
+            (b"http://example.com/chat?x=1", "/chat?x=1"),
+            (b"HTTPS://example.com:8443", "/"),
+            (b"http://example.com?x", "/?x"),
+        ],
+    )
+    def test_absolute_form(self, target: bytes, path: str) -> None:
+        assert Request.parse(b"GET " + target + b" HTTP/1.1\r\n\r\n").path == path
 
     def test_whole_parse_needs_exactly_one_request(self) -> None:
         with pytest.raises(InvalidMessage):

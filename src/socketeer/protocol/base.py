@@ -40,6 +40,7 @@ from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from ..typedefs import BytesLike, LoggerLike
 from .extensions.base import Extension
 from .frames import (
+    _OPCODES,
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,
@@ -50,6 +51,7 @@ from .frames import (
     CloseCode,
     Frame,
     Opcode,
+    is_valid_close_code,
     parse_header,
     serialize_header,
 )
@@ -60,6 +62,8 @@ __all__ = ["Protocol", "Side", "State", "Event", "SERVER", "CLIENT", "MAX_SIZE"]
 
 MAX_SIZE = 1_048_576
 """Default limit on the size of a received message, in bytes (1 MiB)."""
+
+_new_frame = tuple.__new__  # builds a Frame without the cost of its Python-level __new__
 
 # Payloads at least this large are written as a separate buffer instead of being copied
 # after their header.
@@ -159,6 +163,10 @@ class Protocol:
         self._rcv_opcode: Opcode | None = None
         self._rcv_size = 0
         self._rcv_utf8: Utf8Validator | None = None
+        self._rcv_compressed = False  # whether the message in progress has RSV1 set
+        # An incomplete text frame: its validator and how many payload bytes it checked.
+        self._partial_utf8: Utf8Validator | None = None
+        self._partial_checked = 0
         # Outgoing message: whether a fragmented message is in progress.
         self._snd_fragmented = False
 
@@ -299,10 +307,19 @@ class Protocol:
                 opcode = first_byte & 0x0F
                 # A message bigger than max_size fails before its payload is buffered.
                 if opcode < 8 and self.max_size is not None:
-                    if length > self.max_size - self._rcv_size:
+                    budget = self.max_size - self._rcv_size
+                    if opcode:
+                        self._rcv_compressed = bool(first_byte & 0x40 and self.extensions)
+                    # Data that does not compress grows a little when deflated; the extension
+                    # enforces the limit on what it inflates to.
+                    if self._rcv_compressed:
+                        budget += (budget >> 8) + 64
+                    if length > budget:
                         raise PayloadTooBig(length, self.max_size, self._rcv_size)
                 end = start + length
                 if end > len(buffer):
+                    if opcode < 3 and not first_byte & 0x70 and not self._rcv_compressed:
+                        self._check_partial_text(opcode, start, mask_key)
                     break
                 if mask_key is not None:
                     if length < _SLICE_BELOW:
@@ -316,12 +333,22 @@ class Protocol:
                     with memoryview(buffer) as view:
                         payload = bytes(view[start:end])
                 pos = end
-                frame = Frame.from_first_byte(first_byte, payload)
+                frame = _new_frame(
+                    Frame,
+                    (
+                        _OPCODES[first_byte & 0x0F],
+                        payload,
+                        first_byte & 0x80 != 0,
+                        first_byte & 0x40 != 0,
+                        first_byte & 0x20 != 0,
+                        first_byte & 0x10 != 0,
+                    ),
+                )
                 self._receive_frame(frame)
         except ProtocolError as exc:
             self._fail_from_peer(CloseCode.PROTOCOL_ERROR, str(exc), exc)
         except UnicodeDecodeError as exc:
-            reason = f"{exc.reason} at position {exc.start}"
+            reason = f"invalid UTF-8: {exc.reason}"
             self._fail_from_peer(CloseCode.INVALID_FRAME_PAYLOAD_DATA, reason, exc)
         except PayloadTooBig as exc:
             self._fail_from_peer(CloseCode.MESSAGE_TOO_BIG, str(exc), exc)
@@ -330,11 +357,44 @@ class Protocol:
         elif pos:
             del buffer[:pos]
 
+    def _check_partial_text(self, opcode: int, start: int, mask_key: bytes | None) -> None:
+        """Validate what arrived of an incomplete, uncompressed text frame.
+
+        RFC 6455 section 8.1 asks to fail on invalid UTF-8; failing as soon as it arrives,
+        rather than when the frame is complete, spares buffering the rest of a frame that is
+        already known to be bad. ``_partial_checked`` counts the payload bytes validated.
+        """
+        if opcode == 0:
+            validator = self._rcv_utf8
+            if validator is None:  # a binary message, or no message: nothing to validate
+                return
+        elif opcode == 1:
+            validator = self._partial_utf8 or Utf8Validator()
+        else:
+            return
+        checked = self._partial_checked
+        available = len(self._buffer) - start
+        if available <= checked:
+            return
+        chunk = bytes(self._buffer[start + checked : start + available])
+        if mask_key is not None:
+            shift = checked & 3
+            chunk = apply_mask(chunk, mask_key[shift:] + mask_key[:shift])
+        self._partial_utf8 = validator
+        self._partial_checked = available
+        validator.feed(chunk, False)
+
     def _receive_frame(self, frame: Frame) -> None:
         """Apply RFC 6455 sections 5.4 to 5.6 to one received frame."""
-        for extension in reversed(self.extensions):
+        if self.extensions:
             budget = None if self.max_size is None else self.max_size - self._rcv_size
-            frame = extension.decode(frame, max_size=budget)
+            try:
+                for extension in reversed(self.extensions):
+                    frame = extension.decode(frame, max_size=budget)
+            except PayloadTooBig as exc:
+                if self.max_size is None or exc.size is None:  # pragma: no cover
+                    raise
+                raise PayloadTooBig(exc.size, self.max_size, self._rcv_size) from None
         # RFC 6455 section 5.2: "If a nonzero value is received and none of the negotiated
         # extensions defines the meaning of such a nonzero value, the receiving endpoint MUST
         # _Fail the WebSocket Connection_."
@@ -349,11 +409,16 @@ class Protocol:
             if self._rcv_opcode is not None:
                 raise ProtocolError("expected a continuation frame")
             if opcode is OP_TEXT:
-                if frame.fin:
+                if self._partial_utf8 is not None:
+                    self._rcv_utf8 = self._partial_utf8
+                    self._rcv_utf8.feed(frame.data[self._partial_checked :], frame.fin)
+                elif frame.fin:
                     frame.data.decode()  # validates; raises UnicodeDecodeError
                 else:
                     self._rcv_utf8 = Utf8Validator()
                     self._rcv_utf8.feed(frame.data, False)
+                self._partial_utf8 = None
+                self._partial_checked = 0
             if not frame.fin:
                 self._rcv_opcode = opcode
                 self._rcv_size = len(frame.data)
@@ -365,7 +430,9 @@ class Protocol:
             if self._rcv_opcode is None:
                 raise ProtocolError("unexpected continuation frame")
             if self._rcv_utf8 is not None:
-                self._rcv_utf8.feed(frame.data, frame.fin)
+                checked, self._partial_checked = self._partial_checked, 0
+                self._partial_utf8 = None
+                self._rcv_utf8.feed(frame.data[checked:] if checked else frame.data, frame.fin)
             if frame.fin:
                 self._rcv_opcode = None
                 self._rcv_size = 0
@@ -520,16 +587,26 @@ class Protocol:
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the WebSocket connection (RFC 6455 section 7.1.7).
 
-        Sends a close frame with ``code`` unless one was already sent or ``code`` is 1006
-        (nothing is sent then), stops processing what arrives, and, on the server side,
-        closes the TCP connection. Drivers call it, e.g. when a keepalive ping times out.
+        Sends a close frame with ``code`` unless one was already sent, the connection is not
+        open yet, or ``code`` is 1006 or 1015 (which no close frame may carry); stops
+        processing what arrives; and closes the TCP connection on the server side, or on the
+        client side when no closing handshake is underway. Drivers call it, e.g. when a
+        keepalive ping times out.
+
+        Raises:
+            ValueError: if ``code`` is neither valid on the wire nor 1006 or 1015.
         """
+        # 1006 and 1015 stand for failures that no close frame reports (section 7.4.1).
+        silent = code == CloseCode.ABNORMAL_CLOSURE or code == CloseCode.TLS_HANDSHAKE
+        if not silent and not is_valid_close_code(code):
+            raise ValueError(f"invalid close code {code}")
+        # "If _The WebSocket Connection is Established_ prior to the point where the endpoint
+        # is required to _Fail the WebSocket Connection_, the endpoint SHOULD send a Close
+        # frame with an appropriate status code".
         if self._state is OPEN and self.close_sent is None:
-            if code != CloseCode.ABNORMAL_CLOSURE:
+            if not silent:
                 close = Close(code, reason)
-                try:
-                    close.check()
-                except ValueError:
+                if len(reason.encode()) > 123:
                     close = Close(code, "")
                 self._send_close_frame(close)
             self.state = CLOSING
@@ -540,7 +617,9 @@ class Protocol:
         # Connection_."
         self._discard = True
         self._buffer.clear()
-        if self.side is SERVER and not self.eof_sent:
+        # The server closes the TCP connection at once; so does a client that has no closing
+        # handshake to wait for (before the connection opens, or when no close was sent).
+        if not self.eof_sent and (self.side is SERVER or self.close_sent is None):
             self._send_eof()
 
     def _fail_from_peer(self, code: int, reason: str, exc: Exception) -> None:
@@ -556,7 +635,10 @@ class Protocol:
             raise InvalidState("a fragmented message is underway; send its continuation")
         self._check_open()
         self._snd_fragmented = not fin
-        self._write_frame(Frame(opcode, data, fin), compress)
+        if self.extensions or self.debug:
+            self._write_frame(Frame(opcode, data, fin), compress)
+        else:
+            self._write(opcode | 0x80 if fin else opcode, data)
 
     def _send_control(self, opcode: Opcode, data: bytes) -> None:
         if len(data) > 125:
@@ -577,8 +659,10 @@ class Protocol:
             frame = extension.encode(frame, compress=compress)
         if self.debug:
             self.logger.debug("> %s", frame)
-        data = frame.data
-        first_byte = frame.first_byte
+        self._write(frame.first_byte, frame.data)
+
+    def _write(self, first_byte: int, data: bytes) -> None:
+        """Serialize a frame, masking it on the client side, and queue its bytes."""
         if self._mask:
             mask_key = new_mask()
             header = serialize_header(first_byte, len(data), mask_key)

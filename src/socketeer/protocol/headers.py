@@ -245,7 +245,8 @@ def build_extension(extensions: Sequence[ExtensionHeader]) -> str:
         extensions: the extensions, each with its parameters.
 
     Returns:
-        The header value, e.g. ``"permessage-deflate; client_max_window_bits=10, x-foo"``.
+        The header value, e.g. ``"permessage-deflate; client_max_window_bits=10, x-foo"``;
+        ``""`` for no extensions, in which case the header must not be sent.
 
     Raises:
         ValueError: if a name or a value is not a token.
@@ -311,7 +312,8 @@ def build_subprotocol(subprotocols: Sequence[Subprotocol]) -> str:
         subprotocols: the subprotocols, in order of preference.
 
     Returns:
-        The header value, e.g. ``"chat, superchat"``.
+        The header value, e.g. ``"chat, superchat"``; ``""`` for no subprotocols, in which
+        case the header must not be sent.
 
     Raises:
         ValueError: if one is not a token or if one appears twice.

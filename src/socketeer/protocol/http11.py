@@ -43,10 +43,14 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # but HTAB. Leading and trailing whitespace (OWS) is not part of the value.
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _VALUE_STR = re.compile(r"[\x09\x20-\x7e\x80-\xff]*")
+_DIGITS = re.compile(r"[0-9]+")
 _TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9112 section 3: request-line = method SP request-target SP HTTP-version; the WebSocket
 # upgrade uses the origin-form of request-target (RFC 6455 section 4.1, "resource name").
-_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (/[\x21-\x7e]*) (HTTP/\d\.\d)")
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) (HTTP/\d\.\d)")
+# RFC 6455 section 4.1: the Request-URI is the resource name, or "an absolute http/https URI
+# that, when parsed, has a /resource name/, /host/, and /port/ that match".
+_ABSOLUTE_FORM = re.compile(rb"https?://[^/?#]+([/?][^#]*)?", re.IGNORECASE)
 # RFC 9112 section 4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
 _STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) (\d{3})(?: ([\x09\x20-\x7e\x80-\xff]*))?")
 
@@ -237,7 +241,8 @@ class _HeadParser:
         while not self.done:
             end = view.find(b"\r\n", offset)
             if end < 0:
-                if len(view) - offset > MAX_LINE_LENGTH:
+                # A chunk may end between CR and LF: the CR is not part of the line.
+                if len(view) - offset - view.endswith(b"\r") > MAX_LINE_LENGTH:
                     raise SecurityError(f"line exceeds limit of {MAX_LINE_LENGTH} bytes")
                 break
             if end - offset > MAX_LINE_LENGTH:
@@ -293,7 +298,16 @@ class RequestParser(_HeadParser):
         match = _REQUEST_LINE.fullmatch(self.start_line)
         if match is None:
             raise InvalidMessage(f"invalid HTTP request line: {_show(self.start_line)}")
-        method, path, version = match.groups()
+        method, target, version = match.groups()
+        if target.startswith(b"/"):
+            path = target
+        else:
+            absolute = _ABSOLUTE_FORM.fullmatch(target)
+            if absolute is None:
+                raise InvalidMessage(f"invalid request target: {_show(target)}")
+            path = absolute.group(1) or b"/"
+            if path.startswith(b"?"):
+                path = b"/" + path
         # RFC 6455 section 4.1: "the HTTP version MUST be at least 1.1"; 1.1 is the only
         # version that is at least 1.1 and uses this syntax.
         if version != b"HTTP/1.1":
@@ -378,8 +392,10 @@ class ResponseParser(_HeadParser):
         lengths = self.headers.get_all("Content-Length")
         if not lengths:
             return None
-        if len(set(lengths)) != 1 or not lengths[0].isdigit():
-            raise InvalidMessage(f"invalid Content-Length: {', '.join(lengths)}")
+        if len(set(lengths)) != 1 or _DIGITS.fullmatch(lengths[0]) is None:
+            raise InvalidMessage(f"invalid Content-Length: {', '.join(lengths)[:80]}")
+        if len(lengths[0]) > 18:
+            raise SecurityError(f"body exceeds limit of {self.max_body_size} bytes")
         size = int(lengths[0])
         if size > self.max_body_size:
             raise SecurityError(f"body of {size} bytes exceeds limit of {self.max_body_size}")

@@ -231,7 +231,10 @@ class ServerProtocol(Protocol):
             origin = None
         except MultipleValuesError:
             raise InvalidHeader("Origin", "multiple values") from None
-        if origin not in self.origins:
+        # RFC 6455 section 4.2.2: "The origin is serialized to ASCII and converted to
+        # lowercase"; compare it that way.
+        lowered = None if origin is None else origin.lower()
+        if not any(o == lowered if o is None else o.lower() == lowered for o in self.origins):
             raise InvalidOrigin(origin)
 
     def _process_extensions(self, headers: Headers) -> list[ExtensionHeader]:
