@@ -2,8 +2,39 @@
 
 from __future__ import annotations
 
+from .asyncio import (
+    Backoff,
+    BroadcastResult,
+    ClientConnection,
+    Connection,
+    Server,
+    ServerConnection,
+    broadcast,
+    connect,
+    serve,
+)
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
+from .protocol import Close, CloseCode, Frame, Headers, Opcode, Request, Response, State
 from .version import __version__ as __version__
 
-__all__ = [*_exceptions_all]
+__all__ = [
+    "Backoff",
+    "BroadcastResult",
+    "broadcast",
+    "ClientConnection",
+    "Connection",
+    "Server",
+    "ServerConnection",
+    "connect",
+    "serve",
+    "Close",
+    "CloseCode",
+    "Frame",
+    "Headers",
+    "Opcode",
+    "Request",
+    "Response",
+    "State",
+    *_exceptions_all,
+]

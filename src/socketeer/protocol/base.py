@@ -35,6 +35,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
+from collections.abc import Hashable
 
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from ..typedefs import BytesLike, LoggerLike
@@ -207,6 +208,17 @@ class Protocol:
         if self.close_rcvd is None:
             return ""
         return self.close_rcvd.reason
+
+    @property
+    def receiving(self) -> bool:
+        """Whether frames may still arrive: no close frame came, nothing failed, no EOF."""
+        return not self._discard and not self._eof_rcvd
+
+    @property
+    def sending(self) -> bool:
+        """Whether a message may be sent now: the connection is open and no fragmented
+        message is underway."""
+        return self._state is OPEN and not self._snd_fragmented
 
     # Receiving
 
@@ -502,6 +514,46 @@ class Protocol:
             InvalidState: if the connection is not open, or a fragmented message is underway.
         """
         self._send_data(OP_BINARY, bytes(data), fin, compress)
+
+    def encoding_key(self) -> Hashable | None:
+        """A key equal for connections that put any message on the wire as the same bytes.
+
+        ``None`` when the bytes depend on this connection: a client masks each frame with a
+        fresh key, and compression with context takeover depends on what was sent before.
+        """
+        if self._mask:
+            return None
+        keys = []
+        for extension in self.extensions:
+            key = extension.encoding_key()
+            if key is None:
+                return None
+            keys.append(key)
+        return tuple(keys)
+
+    def send_shared(self, data: str | BytesLike, cache: dict[Hashable, list[bytes]]) -> None:
+        """Send a whole message, reusing its bytes from connections with the same encoding.
+
+        For broadcasts: ``cache`` maps :meth:`encoding_key` values to the bytes already made
+        for one connection; the first connection of each key fills it.
+
+        Raises:
+            InvalidState: if a message cannot be sent now (see :attr:`sending`).
+        """
+        key = self.encoding_key()
+        writes = None if key is None else cache.get(key)
+        if writes is None:
+            before = len(self._writes)
+            if isinstance(data, str):
+                self.send_text(data)
+            else:
+                self.send_binary(data)
+            if key is not None:
+                cache[key] = self._writes[before:]
+        elif not self.sending:
+            raise InvalidState(f"cannot send a message while {self._state.name}")
+        else:
+            self._writes.extend(writes)
 
     def send_continuation(self, data: str | BytesLike, fin: bool) -> None:
         """Send the next fragment of a message started with ``fin=False``.

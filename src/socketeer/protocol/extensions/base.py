@@ -13,7 +13,7 @@ protocol fails the connection with 1002 on any RSV bit still set afterwards.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from ...typedefs import ExtensionName, ExtensionParameter
 from ..frames import Frame
@@ -41,6 +41,14 @@ class Extension(ABC):
             ProtocolError: if the frame breaks the extension's rules.
             PayloadTooBig: if the decoded payload would exceed ``max_size``.
         """
+
+    def encoding_key(self) -> Hashable | None:
+        """A key equal for extensions that encode any message to the same bytes, whatever
+        was sent before; ``None`` when encoding depends on this connection's history.
+
+        Broadcasts encode a message once for all the connections that share a key.
+        """
+        return None
 
     @abstractmethod
     def encode(self, frame: Frame, *, compress: bool = True) -> Frame:

@@ -46,7 +46,7 @@ rather than corrupting data.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -268,6 +268,14 @@ class PerMessageDeflate(Extension):
         return decompressor
 
     # Sending (RFC 7692 section 7.2.1)
+
+    def encoding_key(self) -> Hashable | None:
+        """Without context takeover, messages compress the same way on every connection with
+        the same window and settings: broadcasts compress them once."""
+        if not self.local_no_context_takeover:
+            return None
+        settings = tuple(sorted(self.compress_settings.items()))
+        return (self.name, self.local_max_window_bits, settings)
 
     def encode(self, frame: Frame, *, compress: bool = True) -> Frame:
         """Compress a frame to send if it belongs to a compressed message.

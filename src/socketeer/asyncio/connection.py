@@ -1,0 +1,625 @@
+"""A WebSocket connection on asyncio: the sans-I/O protocol driven by a buffered protocol.
+
+Theory of operation
+-------------------
+
+:class:`Connection` is the :class:`asyncio.BufferedProtocol` of its transport and the object
+the application uses. The event loop reads into one buffer owned by the connection
+(:meth:`~Connection.get_buffer`) and calls :meth:`~Connection.buffer_updated`, which feeds
+the bytes to the sans-I/O :class:`~socketeer.protocol.Protocol` and then, in this order
+(websockets' order): takes the events, writes what the protocol wants written, arms the
+close timer if the peer is now expected to close the TCP connection, and dispatches the
+events (data frames to the :class:`~socketeer.asyncio.messages.Assembler`, pongs to the
+ping waiters, the handshake message to the client or server subclass).
+
+The application's calls (``send``, ``ping``, ``close``) go to the protocol too, then write
+what it produced. No rule of RFC 6455 is decided here: this module only moves bytes, runs
+timers and wakes coroutines.
+
+Flow control, both ways:
+
+- reading pauses when ``max_queue`` whole messages wait unread, and resumes when the
+  application caught up (the assembler decides);
+- ``send`` waits while the transport's buffer is above ``write_limit`` (the transport calls
+  :meth:`~Connection.pause_writing` and :meth:`~Connection.resume_writing`).
+
+Timers: keepalive pings every ``ping_interval`` (the connection fails with 1011 when a pong
+does not come within ``ping_timeout``), and ``close_timeout`` for the peer to finish the
+closing handshake, after which the transport is aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Hashable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, overload
+
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+)
+from ..options import ConnectionOptions
+from ..protocol.base import CONNECTING, OPEN, Event, Protocol, State
+from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
+from ..protocol.http11 import Request, Response
+from ..protocol.keepalive import Pings
+from ..typedefs import BytesLike, Data, LoggerLike, Subprotocol
+from .messages import Assembler
+
+__all__ = ["Connection", "READ_BUFFER_SIZE", "broadcast", "BroadcastResult"]
+
+READ_BUFFER_SIZE = 262_144
+"""Bytes the event loop may read at once into a connection's buffer."""
+
+# RFC 6455 section 7.4.1: closes with these codes on both sides are normal.
+_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
+
+
+class Connection(asyncio.BufferedProtocol):
+    """A WebSocket connection, client or server side; see the module's theory of operation.
+
+    Applications get one from :func:`~socketeer.connect` or in a handler of
+    :func:`~socketeer.serve`; they do not create it.
+    """
+
+    def __init__(self, protocol: Protocol, options: ConnectionOptions) -> None:
+        self.protocol = protocol
+        """The sans-I/O protocol this connection drives."""
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.logger: LoggerLike = protocol.logger
+        self.debug = protocol.debug
+        self.transport: asyncio.Transport | None = None
+        self.recv_messages = Assembler(
+            self._pause_reading, self._resume_reading, options.max_queue
+        )
+        self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        self._closed: asyncio.Future[None] = self.loop.create_future()
+        self._eof_received = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._fragmented_send: asyncio.Future[None] | None = None
+        self._pings: Pings[asyncio.Future[float]] = Pings()
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    # Public attributes
+
+    @property
+    def id(self) -> uuid.UUID:
+        """Unique identifier of the connection, useful in logs."""
+        return self.protocol.id
+
+    @property
+    def state(self) -> State:
+        """The connection's state: ``CONNECTING``, ``OPEN``, ``CLOSING`` or ``CLOSED``."""
+        return self.protocol.state
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request."""
+        return getattr(self.protocol, "request", None)
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response."""
+        return getattr(self.protocol, "response", None)
+
+    @property
+    def subprotocol(self) -> Subprotocol | None:
+        """The subprotocol negotiated in the opening handshake, if any."""
+        return getattr(self.protocol, "subprotocol", None)
+
+    @property
+    def close_code(self) -> int | None:
+        """RFC 6455's close code once the connection is closed (1006 if abnormal), else None."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """RFC 6455's close reason once the connection is closed, else None."""
+        return self.protocol.close_reason
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last ping answered, in seconds; 0 until one is."""
+        return self._pings.latency
+
+    @property
+    def local_address(self) -> Any:
+        """The local address of the socket (e.g. ``(host, port)``)."""
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    @property
+    def remote_address(self) -> Any:
+        """The remote address of the socket (e.g. ``(host, port)``)."""
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    # Receiving
+
+    @overload
+    async def recv(self, decode: Literal[True]) -> str: ...
+
+    @overload
+    async def recv(self, decode: Literal[False]) -> bytes: ...
+
+    @overload
+    async def recv(self, decode: bool | None = None) -> Data: ...
+
+    async def recv(self, decode: bool | None = None) -> Data:
+        """Receive the next message: :class:`str` for text, :class:`bytes` for binary.
+
+        Args:
+            decode: ``False`` returns text messages as bytes (no decoding); ``True`` decodes
+                binary messages as UTF-8 too.
+
+        Raises:
+            ConnectionClosed: when the connection is closed and every message was received;
+                :exc:`~socketeer.exceptions.ConnectionClosedOK` after a normal closure.
+            ConcurrencyError: if another coroutine is already waiting in ``recv``.
+        """
+        try:
+            return await self.recv_messages.get(decode)
+        except EOFError:
+            pass
+        raise self._closed_exc() from self.protocol.parser_exc
+
+    async def recv_frame(self) -> Frame:
+        """Receive the next data frame as it arrived (fragments are not joined).
+
+        For tools and proxies. Control frames are answered by the connection itself.
+
+        Raises:
+            ConnectionClosed: when the connection is closed and every frame was received.
+            ConcurrencyError: if another coroutine is already waiting.
+        """
+        try:
+            return await self.recv_messages.get_frame()
+        except EOFError:
+            pass
+        raise self._closed_exc() from self.protocol.parser_exc
+
+    async def __aiter__(self) -> AsyncIterator[Data]:
+        """Iterate over messages until the connection closes.
+
+        Ends quietly after a normal closure; raises
+        :exc:`~socketeer.exceptions.ConnectionClosedError` after an abnormal one.
+        """
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # Sending
+
+    async def send(
+        self,
+        message: Data | BytesLike | Iterable[Data] | AsyncIterable[Data],
+        *,
+        compress: bool = True,
+    ) -> None:
+        """Send a message; wait if the write buffer is full.
+
+        Args:
+            message: :class:`str` for a text message; bytes-like for a binary message; an
+                iterable or async iterable of :class:`str` or of bytes for a fragmented
+                message, one frame per item.
+            compress: ``False`` sends this message uncompressed even with permessage-deflate.
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+            TypeError: for any other kind of message.
+        """
+        while self._fragmented_send is not None:
+            await asyncio.shield(self._fragmented_send)
+        protocol = self.protocol
+        try:
+            if isinstance(message, str):
+                protocol.send_text(message, compress=compress)
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                protocol.send_binary(message, compress=compress)
+            elif isinstance(message, Mapping):
+                raise TypeError("a mapping is not a message; serialize it first")
+            elif isinstance(message, Iterable):
+                await self._send_fragments(aiter_of(message), compress)
+                return
+            elif isinstance(message, AsyncIterable):
+                await self._send_fragments(message.__aiter__(), compress)
+                return
+            else:
+                raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+        except InvalidState:
+            self._raise_if_closed()
+            raise
+        self._write_pending()
+        if self._writing_paused:
+            await self._drain()
+
+    async def _send_fragments(self, fragments: AsyncIterator[Data], compress: bool) -> None:
+        protocol = self.protocol
+        done = self._fragmented_send = self.loop.create_future()
+        try:
+            first = await anext_or_none(fragments)
+            if first is None:
+                raise TypeError("a fragmented message needs at least one fragment")
+            text = isinstance(first, str)
+            try:
+                if text:
+                    protocol.send_text(first, fin=False, compress=compress)
+                else:
+                    protocol.send_binary(_bytes(first), fin=False, compress=compress)
+            except InvalidState:
+                self._raise_if_closed()
+                raise
+            self._write_pending()
+            try:
+                while (fragment := await anext_or_none(fragments)) is not None:
+                    if isinstance(fragment, str) is not text:
+                        raise TypeError("all fragments must be str, or all bytes-like")
+                    protocol.send_continuation(fragment, fin=False)
+                    self._write_pending()
+                    if self._writing_paused:
+                        await self._drain()
+                protocol.send_continuation(b"", fin=True)
+                self._write_pending()
+            except BaseException:
+                # The message cannot be finished: RFC 6455 has no way to abort one but closing.
+                if protocol.state is OPEN:
+                    protocol.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+                    self._process()
+                raise
+        finally:
+            self._fragmented_send = None
+            done.set_result(None)
+        if self._writing_paused:
+            await self._drain()
+
+    async def ping(self, data: Data | None = None) -> Awaitable[float]:
+        """Send a ping; return a waiter that the pong resolves with the round-trip time.
+
+        Use ``latency = await (await connection.ping())``.
+
+        Args:
+            data: the ping's payload (at most 125 bytes); unique random bytes by default.
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+            ConcurrencyError: if a ping with the same payload waits for its pong.
+        """
+        payload = self._pings.new_payload() if data is None else _bytes(data)
+        if payload in self._pings:
+            raise ConcurrencyError("already waiting for a pong with the same data")
+        try:
+            self.protocol.send_ping(payload)
+        except InvalidState:
+            self._raise_if_closed()
+            raise
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings.sent(payload, self.loop.time(), waiter)
+        self._write_pending()
+        return waiter
+
+    async def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong (pings are answered automatically).
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+        """
+        try:
+            self.protocol.send_pong(_bytes(data))
+        except InvalidState:
+            self._raise_if_closed()
+            raise
+        self._write_pending()
+
+    async def send_frame(self, frame: Frame, *, compress: bool = True) -> None:
+        """Send one frame as it is, for tools and proxies; RFC 6455's rules still apply.
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+            ProtocolError: if the frame breaks RFC 6455 on its own.
+        """
+        try:
+            self.protocol.send_frame(frame, compress=compress)
+        except InvalidState:
+            self._raise_if_closed()
+            raise
+        self._write_pending()
+        if self._writing_paused:
+            await self._drain()
+
+    # Closing
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Run the closing handshake and wait for the TCP connection to end.
+
+        Waits at most ``close_timeout`` for the peer, then aborts the connection. Closing
+        a connection that is already closing or closed just waits for the end.
+
+        Raises:
+            ValueError: if the code cannot be sent or the reason is too long.
+        """
+        protocol = self.protocol
+        if protocol.state is OPEN:
+            if self._fragmented_send is not None:
+                # The fragmented message will never be finished.
+                protocol.fail(CloseCode.INTERNAL_ERROR, "close during fragmented message")
+            else:
+                protocol.send_close(code, reason)
+            self._process()
+        elif protocol.state is CONNECTING and self.transport is not None:
+            self.transport.close()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed (the TCP connection ended)."""
+        await asyncio.shield(self._closed)
+
+    def _closed_exc(self) -> ConnectionClosed:
+        protocol = self.protocol
+        rcvd, sent = protocol.close_rcvd, protocol.close_sent
+        ok = rcvd is not None and sent is not None and rcvd.code in _OK_CODES
+        ok = ok and sent is not None and sent.code in _OK_CODES
+        exc_type = ConnectionClosedOK if ok else ConnectionClosedError
+        return exc_type(rcvd, sent, protocol.close_rcvd_then_sent)
+
+    def _raise_if_closed(self) -> None:
+        if self.protocol.state is not CONNECTING:
+            raise self._closed_exc() from self.protocol.parser_exc
+
+    # asyncio.BufferedProtocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(self.options.write_limit)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.protocol.receive_data(self._buffer[:nbytes])
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        self._eof_received = True
+        self.protocol.receive_eof()
+        self._process()
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._eof_received:
+            self._eof_received = True
+            self.protocol.receive_eof()
+            self.protocol.data_to_send()  # nowhere to write it any more
+            self._dispatch(self.protocol.events_received())
+        self.recv_messages.close()
+        for timer in (self._keepalive_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        closed = self._closed_exc()
+        for waiter in self._pings.clear():
+            if not waiter.done():
+                waiter.set_exception(closed)
+                waiter.exception()  # nobody may be waiting: no "never retrieved" warning
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
+        self.connection_closed(exc)
+
+    def connection_closed(self, exc: Exception | None) -> None:
+        """Hook for subclasses, called once the connection is closed."""
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        self._drain_waiter = None
+
+    async def _drain(self) -> None:
+        if self._closed.done():
+            raise self._closed_exc() from self.protocol.parser_exc
+        if self._drain_waiter is None:
+            self._drain_waiter = self.loop.create_future()
+        await asyncio.shield(self._drain_waiter)
+        if self._closed.done() and self._writing_paused:
+            raise self._closed_exc() from self.protocol.parser_exc
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # Moving bytes and events
+
+    def _process(self) -> None:
+        """After the protocol changed: write, arm the close timer, dispatch the events."""
+        protocol = self.protocol
+        events = protocol.events_received()
+        self._write_pending()
+        if self._close_timer is None and protocol.close_expected():
+            self._arm_close_timer()
+        if events:
+            self._dispatch(events)
+        if not protocol.receiving and not self.recv_messages.closed:
+            self.recv_messages.close()
+
+    def _write_pending(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()  # e.g. TLS, which cannot half-close
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT:
+                    self.recv_messages.put(event)
+                elif opcode is OP_PONG:
+                    now = self.loop.time()
+                    for waiter, latency in self._pings.pong(event.data, now):
+                        if not waiter.done():
+                            waiter.set_result(latency)
+            else:
+                self.handshake_event(event)
+
+    def handshake_event(self, event: Event) -> None:
+        """Handle the request or response of the opening handshake; subclasses implement it."""
+
+    # Timers
+
+    def _arm_close_timer(self) -> None:
+        timeout = self.options.close_timeout
+        if timeout is not None and self.transport is not None:
+            self._close_timer = self.loop.call_later(timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        if self.debug:
+            self.logger.debug("! timed out waiting for TCP close")
+        if self.transport is not None:
+            self.transport.abort()
+
+    def start_keepalive(self) -> None:
+        """Send a ping every ``ping_interval`` seconds, once the connection is open."""
+        if self.options.ping_interval is not None:
+            self._keepalive_timer = self.loop.call_later(
+                self.options.ping_interval, self._keepalive
+            )
+
+    def _keepalive(self) -> None:
+        self._keepalive_timer = None
+        protocol = self.protocol
+        if protocol.state is not OPEN:
+            return
+        now = self.loop.time()
+        timeout = self.options.ping_timeout
+        if timeout is not None and self._pings.overdue(now, timeout):
+            self._fail_keepalive()
+            return
+        data = self._pings.new_payload()
+        protocol.send_ping(data)
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings.sent(data, now, waiter)
+        self._write_pending()
+        interval = self.options.ping_interval
+        assert interval is not None
+        # Check the pong after ping_timeout if that comes before the next ping.
+        delay = interval if timeout is None else min(interval, timeout + 0.001)
+        self._keepalive_timer = self.loop.call_later(delay, self._keepalive)
+
+    def _fail_keepalive(self) -> None:
+        if self.debug:
+            self.logger.debug("! timed out waiting for keepalive pong")
+        self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._write_pending()
+        transport = self.transport
+        if transport is not None:
+            # A peer that answers no ping will not read a close frame either: do not wait.
+            transport.abort()
+
+    # Async context manager
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.close()
+        else:
+            await self.close(CloseCode.INTERNAL_ERROR)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.state.name}>"
+
+
+def _bytes(data: Data | BytesLike) -> bytes:
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+async def aiter_of(items: Iterable[Data]) -> AsyncIterator[Data]:
+    """An async iterator over a plain iterable."""
+    for item in items:
+        yield item
+
+
+async def anext_or_none(iterator: AsyncIterator[Data]) -> Data | None:
+    """The next item, or ``None`` at the end."""
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+class BroadcastResult(NamedTuple):
+    """What :func:`broadcast` did."""
+
+    sent: int
+    """Connections the message was written to."""
+    skipped: int
+    """Open connections skipped: their write buffer was past ``write_limit``, or a
+    fragmented message was underway."""
+
+
+def broadcast(connections: Iterable[Connection], message: Data | BytesLike) -> BroadcastResult:
+    """Send a message to many connections at once, waiting for none of them.
+
+    The message is encoded once for all the connections that put it on the wire the same way
+    (server connections without compression, or with compression without context takeover
+    and the same settings), and written to each open connection's transport. A connection
+    whose write buffer is already past its ``write_limit`` is skipped rather than waited
+    for, so a slow client never slows the others nor makes memory grow: the result counts
+    them. Closed and closing connections are ignored.
+
+    Args:
+        connections: the recipients.
+        message: :class:`str` for a text message, bytes-like for a binary one.
+
+    Raises:
+        TypeError: if ``message`` is neither.
+    """
+    if not isinstance(message, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+    if not isinstance(message, (str, bytes)):
+        message = bytes(message)
+    cache: dict[Hashable, list[bytes]] = {}
+    sent = skipped = 0
+    for connection in connections:
+        transport = connection.transport
+        if transport is None or connection.protocol.state is not OPEN or transport.is_closing():
+            continue
+        if transport.get_write_buffer_size() > connection.options.write_limit:
+            skipped += 1
+            continue
+        try:
+            connection.protocol.send_shared(message, cache)
+        except InvalidState:
+            skipped += 1
+            continue
+        connection._write_pending()
+        sent += 1
+    return BroadcastResult(sent, skipped)

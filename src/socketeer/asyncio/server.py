@@ -1,0 +1,415 @@
+"""WebSocket servers on asyncio: :func:`serve`, :class:`Server`, :class:`ServerConnection`.
+
+Each TCP connection gets a :class:`ServerConnection`. When the request of the opening
+handshake arrives, a task runs the handshake (``process_request``, then the checks of RFC 6455
+section 4.2 or a plain HTTP answer, then ``process_response``) and, once the connection is
+open, the application's handler. The connection closes with 1000 when the handler returns,
+and with 1011 when it raises (the exception is logged; the peer learns nothing of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import ConnectionClosed
+from ..options import (
+    CLOSE_TIMEOUT,
+    MAX_QUEUE,
+    OPEN_TIMEOUT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    WRITE_LIMIT,
+    ConnectionOptions,
+)
+from ..protocol.base import CONNECTING, MAX_SIZE, OPEN, Event
+from ..protocol.extensions.base import ServerExtensionFactory
+from ..protocol.extensions.permessage_deflate import enable_server_permessage_deflate
+from ..protocol.frames import CloseCode
+from ..protocol.http11 import Request, Response
+from ..protocol.server import SERVER_HEADER, SelectSubprotocol, ServerProtocol
+from ..typedefs import LoggerLike, Origin, StatusLike, Subprotocol
+from .connection import Connection
+
+__all__ = [
+    "serve",
+    "Server",
+    "ServerConnection",
+    "Handler",
+    "ProcessRequest",
+    "ProcessResponse",
+]
+
+Handler = Callable[["ServerConnection"], Awaitable[Any]]
+"""The application: a coroutine function that runs once per connection."""
+
+ProcessRequest = Callable[
+    ["ServerConnection", Request], Response | None | Awaitable[Response | None]
+]
+"""``process_request(connection, request)``: return a response to answer plain HTTP (a
+health check, a page, a refusal), or ``None`` to go on with the WebSocket handshake."""
+
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response],
+    Response | None | Awaitable[Response | None],
+]
+"""``process_response(connection, request, response)``: change the response in place, or
+return another one."""
+
+
+class ServerConnection(Connection):
+    """The server side of a WebSocket connection, given to the handler."""
+
+    def __init__(self, server: Server, protocol: ServerProtocol, options: ConnectionOptions):
+        super().__init__(protocol, options)
+        self.server = server
+        """The :class:`Server` this connection belongs to."""
+        self.protocol: ServerProtocol = protocol
+        self.handler_task: asyncio.Task[None] | None = None
+        """The task running the handshake and the handler, once the request arrived."""
+        self._open_timer: asyncio.TimerHandle | None = None
+
+    def respond(
+        self,
+        status: StatusLike,
+        body: str | bytes,
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """Build a plain HTTP response, for ``process_request``.
+
+        Args:
+            status: the status code, e.g. 200 or ``http.HTTPStatus.NOT_FOUND``.
+            body: the body; :class:`str` is encoded to UTF-8.
+            content_type: the ``Content-Type`` header.
+            headers: more headers.
+        """
+        response = self.protocol.reject(status, "")
+        response.body = body.encode() if isinstance(body, str) else body
+        del response.headers["Content-Length"]
+        del response.headers["Content-Type"]
+        response.headers["Content-Length"] = str(len(response.body))
+        response.headers["Content-Type"] = content_type
+        response.headers.update(headers)
+        return response
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server.register(self)
+        timeout = self.server.open_timeout
+        if timeout is not None:
+            self._open_timer = self.loop.call_later(timeout, self._open_timed_out)
+
+    def _open_timed_out(self) -> None:
+        if self.protocol.state is CONNECTING and self.transport is not None:
+            if self.debug:
+                self.logger.debug("! timed out during opening handshake")
+            self.transport.abort()
+
+    def handshake_event(self, event: Event) -> None:
+        assert isinstance(event, Request)
+        self.handler_task = self.loop.create_task(self._run(event))
+
+    async def _run(self, request: Request) -> None:
+        try:
+            response = await self.server.handshake(self, request)
+        except Exception:
+            self.logger.error("opening handshake failed", exc_info=True)
+            response = self.respond(500, "internal server error\n")
+        if self.transport is None or self.transport.is_closing():
+            return  # the peer left, or the open timeout fired
+        self.protocol.send_response(response)
+        self._process()
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        if self.protocol.state is not OPEN:
+            self.transport.close()
+            return
+        self.logger.info("connection open from %s", _format_address(self.remote_address))
+        self.start_keepalive()
+        try:
+            await self.server.handler(self)
+        except ConnectionClosed:
+            pass  # the connection closed under the handler: nothing to report
+        except Exception:
+            self.logger.error("connection handler failed", exc_info=True)
+            await self.close(CloseCode.INTERNAL_ERROR)
+        else:
+            await self.close()
+
+    def connection_closed(self, exc: Exception | None) -> None:
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        self.server.unregister(self)
+        if self.protocol.response is not None and self.protocol.response.status_code == 101:
+            self.logger.info(
+                "connection closed from %s with code %s",
+                _format_address(self.remote_address),
+                self.close_code,
+            )
+
+
+class Server:
+    """A WebSocket server: the listening sockets and the open connections.
+
+    Created by :func:`serve`; an async context manager that closes the server on exit.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        open_timeout: float | None = OPEN_TIMEOUT,
+        options: ConnectionOptions | None = None,
+        protocol_factory: Callable[[], ServerProtocol] | None = None,
+        logger: LoggerLike | None = None,
+    ) -> None:
+        self.handler = handler
+        self.process_request = process_request
+        self.process_response = process_response
+        self.open_timeout = open_timeout
+        self.options = options or ConnectionOptions()
+        self.logger: LoggerLike = logger or logging.getLogger("socketeer.server")
+        self._protocol_factory = protocol_factory or (lambda: ServerProtocol(logger=self.logger))
+        self.connections: set[ServerConnection] = set()
+        """The connections the server holds: in the handshake, open, or closing."""
+        self.server: asyncio.Server | None = None
+        """The underlying :class:`asyncio.Server`."""
+        self._closing: asyncio.Task[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+
+    def new_connection(self) -> ServerConnection:
+        """Make the connection for an accepted socket (the protocol factory of asyncio)."""
+        return ServerConnection(self, self._protocol_factory(), self.options)
+
+    def register(self, connection: ServerConnection) -> None:
+        self.connections.add(connection)
+
+    def unregister(self, connection: ServerConnection) -> None:
+        self.connections.discard(connection)
+
+    async def handshake(self, connection: ServerConnection, request: Request) -> Response:
+        """Answer the request: ``process_request``, the handshake checks, ``process_response``."""
+        response = None
+        if self.process_request is not None:
+            result = self.process_request(connection, request)
+            response = await result if inspect.isawaitable(result) else result
+        if response is None:
+            response = connection.protocol.accept(request)
+        if self.process_response is not None:
+            result = self.process_response(connection, request, response)
+            response = (await result if inspect.isawaitable(result) else result) or response
+        return response
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        return () if self.server is None else tuple(self.server.sockets)
+
+    def close(self, close_connections: bool = True) -> asyncio.Task[None]:
+        """Stop listening and close every connection with 1001 (going away).
+
+        Returns a task: ``await server.close()`` waits until every handler has finished;
+        a plain call only starts closing.
+
+        Args:
+            close_connections: ``False`` leaves open connections alone.
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close(close_connections))
+        return self._closing
+
+    async def _close(self, close_connections: bool) -> None:
+        if self.server is not None:
+            self.server.close()
+        # Connections accepted just now register in their connection_made callback.
+        await asyncio.sleep(0)
+        connections = list(self.connections)
+        if close_connections:
+            for connection in connections:
+                if connection.state is CONNECTING and connection.transport is not None:
+                    connection.transport.abort()
+            await asyncio.gather(
+                *(c.close(CloseCode.GOING_AWAY) for c in connections if c.state is OPEN),
+                return_exceptions=True,
+            )
+        tasks = [c.handler_task for c in connections if c.handler_task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and every handler has finished."""
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        if self._closing is not None and self._closing.done():
+            return
+        await asyncio.shield(self._closed)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called (or the task is cancelled)."""
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class serve:  # noqa: N801 - a function to its users: awaitable and async context manager
+    """Start a WebSocket server.
+
+    ``await serve(...)`` returns a :class:`Server`; ``async with serve(...) as server:``
+    closes it on exit.
+
+    Args:
+        handler: the coroutine function that runs once per connection.
+        host: where to listen; all interfaces by default.
+        port: the TCP port; 0 picks a free one.
+        unix: listen on this Unix socket path instead of TCP.
+        sock: listen on this socket instead.
+        ssl: a server :class:`ssl.SSLContext` for TLS (``wss://``).
+        origins: the acceptable ``Origin`` values (``None`` in the list accepts requests
+            without one); any origin by default.
+        subprotocols: the subprotocols supported, in order of preference.
+        select_subprotocol: picks the subprotocol from the client's offer.
+        compression: ``"deflate"`` (the default) enables permessage-deflate; ``None``
+            disables it.
+        extensions: more extensions, or your own permessage-deflate settings.
+        process_request: answers plain HTTP instead of upgrading; see :data:`ProcessRequest`.
+        process_response: changes the response; see :data:`ProcessResponse`.
+        server_header: the ``Server`` header; ``None`` sends none.
+        open_timeout: seconds for a client to complete the opening handshake.
+        ping_interval: seconds between keepalive pings; ``None`` disables them.
+        ping_timeout: seconds to wait for a keepalive pong.
+        close_timeout: seconds to wait for the closing handshake.
+        max_size: the largest message accepted, in bytes; ``None`` for no limit.
+        max_queue: whole messages waiting unread before reading pauses.
+        write_limit: bytes buffered for writing above which ``send()`` waits.
+        logger: where to log; ``socketeer.server`` by default.
+        kwargs: passed to :meth:`asyncio.loop.create_server` (e.g. ``reuse_port``,
+            ``backlog``).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        unix: str | None = None,
+        sock: socket.socket | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        origins: Sequence[Origin | None] | None = None,
+        subprotocols: Sequence[Subprotocol] | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        compression: str | None = "deflate",
+        extensions: Sequence[ServerExtensionFactory] | None = None,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        server_header: str | None = SERVER_HEADER,
+        open_timeout: float | None = OPEN_TIMEOUT,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
+        close_timeout: float | None = CLOSE_TIMEOUT,
+        max_size: int | None = MAX_SIZE,
+        max_queue: int | None = MAX_QUEUE,
+        write_limit: int = WRITE_LIMIT,
+        logger: LoggerLike | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if compression == "deflate":
+            extensions = enable_server_permessage_deflate(extensions)
+        elif compression is not None:
+            raise ValueError(f"unsupported compression: {compression}")
+        logger = logger or logging.getLogger("socketeer.server")
+
+        def protocol_factory() -> ServerProtocol:
+            return ServerProtocol(
+                origins=origins,
+                extensions=extensions,
+                subprotocols=subprotocols,
+                select_subprotocol=select_subprotocol,
+                server_header=server_header,
+                max_size=max_size,
+                logger=logger,
+            )
+
+        protocol_factory()  # fail now, not per connection, on invalid arguments
+        self.server = Server(
+            handler,
+            process_request=process_request,
+            process_response=process_response,
+            open_timeout=open_timeout,
+            options=ConnectionOptions(
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
+                max_queue=max_queue,
+                write_limit=write_limit,
+            ),
+            protocol_factory=protocol_factory,
+            logger=logger,
+        )
+        self._host = host
+        self._port = port
+        self._unix = unix
+        self._sock = sock
+        self._ssl = ssl
+        self._kwargs = kwargs
+
+    async def _start(self) -> Server:
+        loop = asyncio.get_running_loop()
+        server = self.server
+        if self._unix is not None:
+            server.server = await loop.create_unix_server(
+                server.new_connection, self._unix, sock=self._sock, ssl=self._ssl, **self._kwargs
+            )
+        elif self._sock is not None:
+            server.server = await loop.create_server(
+                server.new_connection, sock=self._sock, ssl=self._ssl, **self._kwargs
+            )
+        else:
+            server.server = await loop.create_server(
+                server.new_connection, self._host, self._port, ssl=self._ssl, **self._kwargs
+            )
+        for sock in server.sockets:
+            server.logger.info("server listening on %s", _format_address(sock.getsockname()))
+        return server
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.server.close()
+
+
+def _format_address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) or "unix socket"
