@@ -188,26 +188,27 @@ class Protocol:
     def close_code(self) -> int | None:
         """RFC 6455 section 7.1.5, "The WebSocket Connection Close Code".
 
-        ``None`` until the connection is closed. 1005 when the peer's close frame had no
-        code; 1006 when no close frame arrived.
+        The code of the close frame received (1005 when it had none), as soon as it arrived;
+        1006 once the connection is closed without one; ``None`` before either.
         """
-        if self._state is not CLOSED:
-            return None
-        if self.close_rcvd is None:
+        if self.close_rcvd is not None:
+            return self.close_rcvd.code
+        if self._state is CLOSED:
             return CloseCode.ABNORMAL_CLOSURE
-        return self.close_rcvd.code
+        return None
 
     @property
     def close_reason(self) -> str | None:
         """RFC 6455 section 7.1.6, "The WebSocket Connection Close Reason".
 
-        ``None`` until the connection is closed; empty when no reason was received.
+        The reason of the close frame received, as soon as it arrived; empty once the
+        connection is closed without one; ``None`` before either.
         """
-        if self._state is not CLOSED:
-            return None
-        if self.close_rcvd is None:
+        if self.close_rcvd is not None:
+            return self.close_rcvd.reason
+        if self._state is CLOSED:
             return ""
-        return self.close_rcvd.reason
+        return None
 
     @property
     def receiving(self) -> bool:
@@ -317,11 +318,11 @@ class Protocol:
                 if (mask_key is None) is not self._mask:
                     raise ProtocolError("incorrect masking")
                 opcode = first_byte & 0x0F
+                if 0 < opcode < 8:
+                    self._rcv_compressed = bool(first_byte & 0x40 and self.extensions)
                 # A message bigger than max_size fails before its payload is buffered.
                 if opcode < 8 and self.max_size is not None:
                     budget = self.max_size - self._rcv_size
-                    if opcode:
-                        self._rcv_compressed = bool(first_byte & 0x40 and self.extensions)
                     # Data that does not compress grows a little when deflated; the extension
                     # enforces the limit on what it inflates to.
                     if self._rcv_compressed:
@@ -381,6 +382,8 @@ class Protocol:
             if validator is None:  # a binary message, or no message: nothing to validate
                 return
         elif opcode == 1:
+            if self._rcv_opcode is not None:  # fails as a whole frame would: section 5.4
+                raise ProtocolError("expected a continuation frame")
             validator = self._partial_utf8 or Utf8Validator()
         else:
             return
@@ -422,8 +425,9 @@ class Protocol:
                 raise ProtocolError("expected a continuation frame")
             if opcode is OP_TEXT:
                 if self._partial_utf8 is not None:
-                    self._rcv_utf8 = self._partial_utf8
-                    self._rcv_utf8.feed(frame.data[self._partial_checked :], frame.fin)
+                    self._partial_utf8.feed(frame.data[self._partial_checked :], frame.fin)
+                    if not frame.fin:
+                        self._rcv_utf8 = self._partial_utf8
                 elif frame.fin:
                     frame.data.decode()  # validates; raises UnicodeDecodeError
                 else:
