@@ -14,7 +14,7 @@ import random
 import socket
 import ssl as ssl_module
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -272,7 +272,7 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
         connection.start_keepalive()
         return connection
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self.create_connection().__await__()
 
     async def __aenter__(self) -> ClientConnection:
@@ -285,15 +285,16 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
         traceback: TracebackType | None,
     ) -> None:
         if self.connection is not None:
-            await self.connection.close()
+            await self.connection.__aexit__(exc_type, exc_value, traceback)
 
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect again and again: yield each connection, retry after transient failures.
 
         Failures that will not heal (an invalid handshake, a 4xx answer other than 429, too
-        many redirects) are raised; others (refused or lost TCP connections, timeouts, 5xx
-        and 429 answers) are logged and retried after :attr:`backoff`'s delay. The delay
-        starts again from the beginning after a successful connection.
+        many redirects, a certificate that fails verification) are raised; others (refused or
+        lost TCP connections, timeouts, 5xx and 429 answers) are logged and retried after
+        :attr:`backoff`'s delay. The delay starts again from the beginning after a successful
+        connection.
         """
         attempt = 0
         while True:
@@ -319,7 +320,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         return status >= 500 or status == 429
-    if isinstance(exc, (InvalidURI, SecurityError)):
+    if isinstance(exc, (InvalidURI, SecurityError, ssl_module.SSLCertVerificationError)):
         return False
     if isinstance(exc, InvalidMessage):
         return True  # e.g. the server went away in the middle of the handshake

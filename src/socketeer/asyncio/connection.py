@@ -19,7 +19,11 @@ timers and wakes coroutines.
 Flow control, both ways:
 
 - reading pauses when ``max_queue`` whole messages wait unread, and resumes when the
-  application caught up (the assembler decides);
+  application caught up (the assembler decides). What was read is fed to the protocol in
+  slices, and the slices left when reading pauses wait until it resumes, so that one read
+  full of small (or highly compressed) messages does not overfill the queue;
+- once a close frame was sent, reading never pauses: the peer's close frame must come
+  through, and messages that do not fit in the queue any more are dropped;
 - ``send`` waits while the transport's buffer is above ``write_limit`` (the transport calls
   :meth:`~Connection.pause_writing` and :meth:`~Connection.resume_writing`).
 
@@ -31,10 +35,11 @@ closing handshake, after which the transport is aborted.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Hashable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, cast, overload
 
 from ..exceptions import (
     ConcurrencyError,
@@ -44,7 +49,7 @@ from ..exceptions import (
     InvalidState,
 )
 from ..options import ConnectionOptions
-from ..protocol.base import CONNECTING, OPEN, Event, Protocol, State
+from ..protocol.base import CLOSED, CLOSING, CONNECTING, OPEN, Event, Protocol, State
 from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
 from ..protocol.http11 import Request, Response
 from ..protocol.keepalive import Pings
@@ -54,7 +59,25 @@ from .messages import Assembler
 __all__ = ["Connection", "READ_BUFFER_SIZE", "broadcast", "BroadcastResult"]
 
 READ_BUFFER_SIZE = 262_144
-"""Bytes the event loop may read at once into a connection's buffer."""
+"""Bytes the event loop may read at once."""
+
+# The event loop reads into a buffer that get_buffer() returns and hands it back at once to
+# buffer_updated(), which copies what it keeps: connections of one thread can share it, and
+# an idle connection holds no read buffer of its own.
+_thread_local = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """The read buffer of the connections of this thread's event loop."""
+    buffer: memoryview | None = getattr(_thread_local, "read_buffer", None)
+    if buffer is None:
+        buffer = _thread_local.read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+    return buffer
+
+
+# Bytes fed to the protocol at once: reading pauses within this many bytes of the message
+# that filled the queue.
+_FEED_SIZE = 16_384
 
 # RFC 6455 section 7.4.1: closes with these codes on both sides are normal.
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
@@ -78,7 +101,8 @@ class Connection(asyncio.BufferedProtocol):
         self.recv_messages = Assembler(
             self._pause_reading, self._resume_reading, options.max_queue
         )
-        self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        self._buffer = _read_buffer()
+        self._unread = b""  # read, but not fed to the protocol yet: reading paused
         self._closed: asyncio.Future[None] = self.loop.create_future()
         self._eof_received = False
         self._writing_paused = False
@@ -200,7 +224,7 @@ class Connection(asyncio.BufferedProtocol):
 
     async def send(
         self,
-        message: Data | BytesLike | Iterable[Data] | AsyncIterable[Data],
+        message: Data | BytesLike | Iterable[Data | BytesLike] | AsyncIterable[Data | BytesLike],
         *,
         compress: bool = True,
     ) -> None:
@@ -241,14 +265,16 @@ class Connection(asyncio.BufferedProtocol):
         if self._writing_paused:
             await self._drain()
 
-    async def _send_fragments(self, fragments: AsyncIterator[Data], compress: bool) -> None:
+    async def _send_fragments(
+        self, fragments: AsyncIterator[Data | BytesLike], compress: bool
+    ) -> None:
         protocol = self.protocol
         done = self._fragmented_send = self.loop.create_future()
         try:
             first = await anext_or_none(fragments)
             if first is None:
                 raise TypeError("a fragmented message needs at least one fragment")
-            text = isinstance(first, str)
+            text = _is_text(first)
             try:
                 if text:
                     protocol.send_text(first, fin=False, compress=compress)
@@ -260,7 +286,7 @@ class Connection(asyncio.BufferedProtocol):
             self._write_pending()
             try:
                 while (fragment := await anext_or_none(fragments)) is not None:
-                    if isinstance(fragment, str) is not text:
+                    if _is_text(fragment) is not text:
                         raise TypeError("all fragments must be str, or all bytes-like")
                     protocol.send_continuation(fragment, fin=False)
                     self._write_pending()
@@ -268,11 +294,13 @@ class Connection(asyncio.BufferedProtocol):
                         await self._drain()
                 protocol.send_continuation(b"", fin=True)
                 self._write_pending()
-            except BaseException:
+            except BaseException as exc:
                 # The message cannot be finished: RFC 6455 has no way to abort one but closing.
                 if protocol.state is OPEN:
                     protocol.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
                     self._process()
+                elif isinstance(exc, InvalidState):
+                    self._raise_if_closed()
                 raise
         finally:
             self._fragmented_send = None
@@ -340,7 +368,9 @@ class Connection(asyncio.BufferedProtocol):
         """Run the closing handshake and wait for the TCP connection to end.
 
         Waits at most ``close_timeout`` for the peer, then aborts the connection. Closing
-        a connection that is already closing or closed just waits for the end.
+        a connection that is already closing or closed just waits for the end. Messages
+        received before can still be read with :meth:`recv`; those that arrive once
+        ``max_queue`` wait unread are dropped.
 
         Raises:
             ValueError: if the code cannot be sent or the reason is too long.
@@ -370,22 +400,32 @@ class Connection(asyncio.BufferedProtocol):
         return exc_type(rcvd, sent, protocol.close_rcvd_then_sent)
 
     def _raise_if_closed(self) -> None:
-        if self.protocol.state is not CONNECTING:
+        state = self.protocol.state
+        if state is CLOSING or state is CLOSED:
             raise self._closed_exc() from self.protocol.parser_exc
 
     # asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(self.options.write_limit)
+        # No isinstance check: uvloop's transports subclass no asyncio class.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(self.options.write_limit)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.protocol.receive_data(self._buffer[:nbytes])
-        self._process()
+        self._receive(self._buffer[:nbytes])
+
+    def _receive(self, data: bytes | memoryview) -> None:
+        # One read can hold thousands of small messages, or compressed ones that inflate a
+        # thousandfold: feed it a slice at a time, and keep the rest once reading pauses.
+        for start in range(0, len(data), _FEED_SIZE):
+            if self.recv_messages.paused:
+                self._unread = bytes(data[start:])
+                return
+            self.protocol.receive_data(data[start : start + _FEED_SIZE])
+            self._process()
 
     def eof_received(self) -> bool | None:
         self._eof_received = True
@@ -400,6 +440,7 @@ class Connection(asyncio.BufferedProtocol):
             self.protocol.data_to_send()  # nowhere to write it any more
             self._dispatch(self.protocol.events_received())
         self.recv_messages.close()
+        self._unread = b""
         for timer in (self._keepalive_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -440,8 +481,12 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        unread, self._unread = self._unread, b""
+        if unread:
+            self._receive(unread)
+        transport = self.transport
+        if not self.recv_messages.paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     # Moving bytes and events
 
@@ -456,6 +501,9 @@ class Connection(asyncio.BufferedProtocol):
             self._dispatch(events)
         if not protocol.receiving and not self.recv_messages.closed:
             self.recv_messages.close()
+        elif protocol.close_sent is not None and self.recv_messages.pausing:
+            # The peer's close frame may wait behind messages that nobody will read.
+            self.recv_messages.stop_pausing()
 
     def _write_pending(self) -> None:
         transport = self.transport
@@ -506,7 +554,8 @@ class Connection(asyncio.BufferedProtocol):
                 self.options.ping_interval, self._keepalive
             )
 
-    def _keepalive(self) -> None:
+    def _keepalive(self, pinged_at: float | None = None) -> None:
+        """Send a keepalive ping; or, given when the last one was sent, check its pong."""
         self._keepalive_timer = None
         protocol = self.protocol
         if protocol.state is not OPEN:
@@ -516,16 +565,22 @@ class Connection(asyncio.BufferedProtocol):
         if timeout is not None and self._pings.overdue(now, timeout):
             self._fail_keepalive()
             return
+        interval = self.options.ping_interval
+        assert interval is not None
+        if pinged_at is not None:
+            # The pong came in time: the next ping is still due ping_interval after the last.
+            self._keepalive_timer = self.loop.call_at(pinged_at + interval, self._keepalive)
+            return
         data = self._pings.new_payload()
         protocol.send_ping(data)
         waiter: asyncio.Future[float] = self.loop.create_future()
         self._pings.sent(data, now, waiter)
         self._write_pending()
-        interval = self.options.ping_interval
-        assert interval is not None
-        # Check the pong after ping_timeout if that comes before the next ping.
-        delay = interval if timeout is None else min(interval, timeout + 0.001)
-        self._keepalive_timer = self.loop.call_later(delay, self._keepalive)
+        if timeout is not None and timeout < interval:
+            # Check the pong after ping_timeout, before the next ping is due.
+            self._keepalive_timer = self.loop.call_later(timeout + 0.001, self._keepalive, now)
+        else:
+            self._keepalive_timer = self.loop.call_later(interval, self._keepalive)
 
     def _fail_keepalive(self) -> None:
         if self.debug:
@@ -548,26 +603,38 @@ class Connection(asyncio.BufferedProtocol):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            await self.close()
-        else:
-            await self.close(CloseCode.INTERNAL_ERROR)
+        # 1000 even after an exception, as websockets does: RFC 6455 defines 1011 for servers
+        # only, and the application's error is none of the peer's business.
+        await self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.state.name}>"
+
+
+def _is_text(fragment: object) -> bool:
+    """Whether a fragment is text (str) rather than bytes-like.
+
+    Raises:
+        TypeError: if it is neither.
+    """
+    if isinstance(fragment, str):
+        return True
+    if isinstance(fragment, (bytes, bytearray, memoryview)):
+        return False
+    raise TypeError(f"fragment must be str or bytes-like, not {type(fragment).__name__}")
 
 
 def _bytes(data: Data | BytesLike) -> bytes:
     return data.encode() if isinstance(data, str) else bytes(data)
 
 
-async def aiter_of(items: Iterable[Data]) -> AsyncIterator[Data]:
+async def aiter_of(items: Iterable[Data | BytesLike]) -> AsyncIterator[Data | BytesLike]:
     """An async iterator over a plain iterable."""
     for item in items:
         yield item
 
 
-async def anext_or_none(iterator: AsyncIterator[Data]) -> Data | None:
+async def anext_or_none(iterator: AsyncIterator[Data | BytesLike]) -> Data | BytesLike | None:
     """The next item, or ``None`` at the end."""
     try:
         return await iterator.__anext__()

@@ -16,6 +16,8 @@ What must hold:
   not keep up makes the peer wait, never memory grow. A message still arriving is not
   counted: its size is bounded by ``max_size``, and waiting for it must not stop the reading
   that completes it;
+- after :meth:`stop_pausing` (the connection is closing), reading never pauses; once
+  ``high`` whole messages wait, later frames are dropped;
 - after :meth:`close`, what was received can still be taken; then takers get
   :exc:`EOFError`.
 """
@@ -60,23 +62,44 @@ class Assembler:
         self.messages = 0
         """How many whole messages are in :attr:`frames`."""
         self.paused = False
+        self.pausing = True
+        """Whether reading pauses at ``high``; if not, frames are dropped from there on."""
+        self.dropping = False
         self.closed = False
         self._waiter: asyncio.Future[None] | None = None
         self._frames_wanted = False  # a recv_frame() waits: wake it for any frame
 
     def put(self, frame: Frame) -> None:
         """Queue a received data frame (text, binary or continuation)."""
+        if self.dropping:
+            return
         self.frames.append(frame)
         if frame.fin:
             self.messages += 1
             if self.high is not None and self.messages >= self.high and not self.paused:
-                self.paused = True
-                self._pause()
+                if self.pausing:
+                    self.paused = True
+                    self._pause()
+                else:
+                    self.dropping = True
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         elif self._frames_wanted and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def stop_pausing(self) -> None:
+        """Never pause reading again: once ``high`` messages wait, drop what comes.
+
+        For a connection that sent its close frame: it must read on to the peer's close
+        frame, and nothing is waiting for more messages than the queue holds.
+        """
+        self.pausing = False
+        if self.high is not None and self.messages >= self.high:
+            self.dropping = True
+        if self.paused:
+            self.paused = False
+            self._resume()
 
     def close(self) -> None:
         """No frame will come any more: wake the reader, who gets what is left, then EOF."""

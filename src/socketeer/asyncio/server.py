@@ -14,7 +14,7 @@ import inspect
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -136,10 +136,15 @@ class ServerConnection(Connection):
         self.start_keepalive()
         try:
             await self.server.handler(self)
-        except ConnectionClosed:
-            pass  # the connection closed under the handler: nothing to report
-        except Exception:
-            self.logger.error("connection handler failed", exc_info=True)
+        except asyncio.CancelledError:
+            if self.transport is not None:
+                self.transport.abort()  # nobody will finish the closing handshake
+            raise
+        except Exception as exc:
+            # This connection closing under the handler is nothing to report; but while it is
+            # open, a ConnectionClosed comes from another connection.
+            if not isinstance(exc, ConnectionClosed) or self.state is OPEN:
+                self.logger.error("connection handler failed", exc_info=True)
             await self.close(CloseCode.INTERNAL_ERROR)
         else:
             await self.close()
@@ -219,7 +224,8 @@ class Server:
         """Stop listening and close every connection with 1001 (going away).
 
         Returns a task: ``await server.close()`` waits until every handler has finished;
-        a plain call only starts closing.
+        a plain call only starts closing. Handlers still running ``close_timeout`` after
+        their connection closed are cancelled.
 
         Args:
             close_connections: ``False`` leaves open connections alone.
@@ -244,7 +250,13 @@ class Server:
             )
         tasks = [c.handler_task for c in connections if c.handler_task is not None]
         if tasks:
-            await asyncio.wait(tasks)
+            # Handlers get close_timeout to notice that their connection closed; a handler
+            # busy with something else then is cancelled, so that shutdown always ends.
+            _, pending = await asyncio.wait(tasks, timeout=self.options.close_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
 
@@ -393,7 +405,7 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
             server.logger.info("server listening on %s", _format_address(sock.getsockname()))
         return server
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, Server]:
         return self._start().__await__()
 
     async def __aenter__(self) -> Server:

@@ -1,0 +1,190 @@
+"""Fixtures for the asyncio driver's tests, and the runner of ``async def`` tests.
+
+Each ``async def`` test runs in a new event loop in debug mode (as with
+``PYTHONASYNCIODEBUG=1``), under a generous timeout that only catches hangs. The test fails
+when the loop reports an error through its exception handler (a task destroyed while
+pending, an exception never retrieved, a callback that raised) or when a task is still
+running at the end; a garbage collection at the end turns unclosed transports and sockets
+into ``ResourceWarning``, which the project's ``filterwarnings = error`` makes fatal.
+
+This directory has no ``__init__.py`` on purpose: a package named ``asyncio`` would shadow
+the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import inspect
+import os
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from socketeer.protocol import State
+from socketeer.protocol.client import ClientProtocol
+from socketeer.protocol.http11 import Request
+from socketeer.protocol.server import ServerProtocol
+from socketeer.uri import parse_uri
+
+# One millisecond, scaled for slow machines: SOCKETEER_TEST_TIMEOUT_FACTOR=10 on a slow CI.
+MS = 0.001 * float(os.environ.get("SOCKETEER_TEST_TIMEOUT_FACTOR", "1"))
+
+# Longest an async test may run before it counts as hung.
+TEST_TIMEOUT = 10_000 * MS
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Move what exists before the tests run out of the garbage collector's sight, so that the
+    # full collection after each test, which finds what the test left, takes milliseconds.
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    run_strictly(lambda: pyfuncitem.obj(**kwargs))
+    return True
+
+
+def run_strictly(test: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``test()`` in a new event loop in debug mode; fail on any error the loop reports."""
+    errors: list[dict[str, Any]] = []
+
+    def exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        loop.default_exception_handler(context)
+        # In debug mode, asyncio reports a client that gives up during the TLS handshake
+        # (e.g. it does not trust the certificate): the test expects it.
+        if context["message"] == "Error on transport creation for incoming connection":
+            if isinstance(context.get("exception"), OSError):
+                return
+        errors.append(context)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(exception_handler)
+        await asyncio.wait_for(test(), TEST_TIMEOUT)
+        # Let callbacks scheduled by the last steps run (connection_lost, for example).
+        await asyncio.sleep(0)
+        leftover = asyncio.all_tasks() - {asyncio.current_task()}
+        assert not leftover, f"tasks still running at the end of the test: {leftover}"
+
+    asyncio.run(main(), debug=True)
+    gc.collect()
+    reports = [f"{error['message']} ({error.get('exception')!r})" for error in errors]
+    assert not reports, f"the event loop reported errors: {reports}"
+
+
+@pytest.fixture(scope="session")
+def certificate_authority() -> Any:
+    """A certificate authority made for the tests, and a certificate it issued for
+    localhost, 127.0.0.1 and ::1."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    return ca, ca.issue_cert("localhost", "127.0.0.1", "::1")
+
+
+@pytest.fixture(scope="session")
+def server_ssl(certificate_authority: Any) -> ssl.SSLContext:
+    """A server TLS context with the test certificate."""
+    _, certificate = certificate_authority
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_ssl(certificate_authority: Any) -> ssl.SSLContext:
+    """A client TLS context that trusts the test certificate authority (and no other)."""
+    ca, _ = certificate_authority
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def unix_path(tmp_path: Path) -> Iterator[str]:
+    """A path for a Unix socket (short enough for AF_UNIX's limit of about 100 bytes)."""
+    if not hasattr(socket, "AF_UNIX"):  # pragma: no cover
+        pytest.skip("no Unix sockets on this platform")
+    path = tmp_path / "ws.sock"
+    if len(os.fsencode(path)) > 100:  # pragma: no cover
+        pytest.skip(f"temporary path too long for a Unix socket: {path}")
+    yield str(path)
+
+
+# Raw peers: plain TCP that speaks just enough WebSocket to misbehave.
+
+RawStreams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@contextlib.asynccontextmanager
+async def open_raw_client(port: int, *, handshake: bool = True) -> AsyncIterator[RawStreams]:
+    """A TCP client of a WebSocket server on 127.0.0.1 that does only what the test does.
+
+    With ``handshake``, it completes the opening handshake first (without extensions), then
+    reads and writes nothing unless the test does.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        if handshake:
+            protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/"))
+            protocol.send_request(protocol.connect())
+            writer.writelines(protocol.data_to_send())
+            protocol.receive_data(await reader.readuntil(b"\r\n\r\n"))
+            assert protocol.state is State.OPEN, protocol.handshake_exc
+        yield reader, writer
+    finally:
+        writer.transport.abort()
+        await asyncio.sleep(0)  # let the transport call connection_lost
+
+
+@contextlib.asynccontextmanager
+async def serve_raw(*, handshake: bool = True) -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 that accepts WebSocket connections, then does nothing.
+
+    With ``handshake``, it answers the opening handshake (without extensions), then never
+    reads nor writes; without, it never even answers. Yields the port.
+    """
+    writers: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        if handshake:
+            protocol = ServerProtocol()
+            protocol.receive_data(await reader.readuntil(b"\r\n\r\n"))
+            (request,) = protocol.events_received()
+            assert isinstance(request, Request)
+            protocol.send_response(protocol.accept(request))
+            writer.writelines(protocol.data_to_send())
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in writers:
+            writer.transport.abort()
+        await server.wait_closed()
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def raw_client() -> Callable[..., contextlib.AbstractAsyncContextManager[RawStreams]]:
+    """:func:`open_raw_client`."""
+    return open_raw_client
+
+
+@pytest.fixture
+def raw_server() -> Callable[..., contextlib.AbstractAsyncContextManager[int]]:
+    """:func:`serve_raw`."""
+    return serve_raw
