@@ -3,8 +3,7 @@
 No socket is involved: the bytes one protocol object writes are fed to the other. This is
 what the asyncio and threaded drivers do, with a network in between.
 
-Run it with ``make demo`` (until the asyncio demo replaces it) or
-``python examples/sansio_walkthrough.py``.
+Run it with ``python examples/sansio_walkthrough.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,114 @@
+"""The demos: web pages and their WebSocket handlers, served by one socketeer server.
+
+Run them with ``python -m socketeer demo`` (or ``make demo``) and open the URL it prints.
+To add a demo, write its handler in a module of this package and its page in ``static/``,
+then add both to :func:`routes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..asyncio.server import serve
+from .app import App, Page, Route, static
+from .counter import Counter
+
+__all__ = [
+    "DESCRIPTION",
+    "MAX_SIZE",
+    "routes",
+    "demo_server",
+    "main",
+    "add_arguments",
+    "run",
+    "run_parsed",
+]
+
+DESCRIPTION = "Serve the socketeer demos; open the URL it prints in several browser tabs."
+"""What ``--help`` says of the demo command."""
+
+MAX_SIZE = 1024
+"""The largest message a demo client may send, in bytes: theirs are tiny."""
+
+
+def routes() -> dict[str, Route]:
+    """A new route table: URL path → page or WebSocket handler, with fresh demo state."""
+    counter = Counter()
+    return {
+        "/": static("counter.html"),
+        "/counter.js": static("counter.js"),
+        "/ws/counter": counter.handler,
+        "/healthz": Page(b"ok\n"),
+    }
+
+
+def demo_server(host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> serve:
+    """The demo server, not started yet: use ``async with demo_server(...) as server:``.
+
+    Args:
+        host: where to listen.
+        port: the TCP port; 0 picks a free one.
+        kwargs: passed to :func:`~socketeer.serve`.
+    """
+    app = App(routes())
+    kwargs.setdefault("max_size", MAX_SIZE)
+    return serve(app.handler, host, port, process_request=app.process_request, **kwargs)
+
+
+async def main(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the demos until cancelled, then close every connection with 1001 (going away).
+
+    Prints the URL of the first listening socket (with the port actually bound when ``port``
+    is 0) to standard output.
+    """
+    async with demo_server(host, port) as server:
+        address = server.sockets[0].getsockname()
+        bound_host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        print(f"socketeer demo: http://{bound_host}:{address[1]}/", flush=True)
+        await server.serve_forever()
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be a number from 0 to 65535, not {value!r}")
+    return port
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the demo's options to a command line parser."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="where to listen (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        help="TCP port, 0 for any free one (default: %(default)s)",
+    )
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the demo server from command line arguments until Ctrl-C; return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m socketeer demo", description=DESCRIPTION)
+    add_arguments(parser)
+    return run_parsed(parser.parse_args(argv))
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run the demo server with options parsed by :func:`add_arguments`; see :func:`run`."""
+    try:
+        asyncio.run(main(args.host, args.port))
+    except KeyboardInterrupt:
+        pass  # asyncio.run cancelled main(), which closed the server: a normal way out
+    except OSError as exc:  # e.g. the port is taken
+        print(f"socketeer demo: {exc}", file=sys.stderr)
+        return 1
+    return 0

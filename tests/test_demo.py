@@ -1,0 +1,269 @@
+"""The demo server: its pages, its counter over WebSocket, and its command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+import socketeer
+from socketeer.__main__ import main as socketeer_main
+from socketeer.demo import MAX_SIZE, demo_server, run
+from socketeer.demo.counter import parse_action
+from socketeer.typedefs import Origin
+
+TIMEOUT = 5.0
+"""Seconds any single step may take; steps take milliseconds."""
+
+
+@asynccontextmanager
+async def running_demo() -> AsyncIterator[int]:
+    """Run the demo server on a free loopback port; yield the port."""
+    async with demo_server("127.0.0.1", 0) as server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def http_get(
+    port: int, path: str, headers: Iterable[tuple[str, str]] = (), method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """Send one HTTP request; return the status, the headers (lower-case names) and the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = await asyncio.wait_for(reader.read(), TIMEOUT)  # the server closes after it
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in fields.items()}, body
+
+
+async def recv_json(ws: socketeer.ClientConnection) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+def value(n: int) -> dict[str, Any]:
+    return {"type": "value", "value": n}
+
+
+def users(n: int) -> dict[str, Any]:
+    return {"type": "users", "count": n}
+
+
+# The counter over WebSocket
+
+
+def test_clients_see_each_others_updates() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            uri = f"ws://127.0.0.1:{port}/ws/counter"
+            async with socketeer.connect(uri) as alice:
+                assert await recv_json(alice) == value(0)
+                assert await recv_json(alice) == users(1)
+                async with socketeer.connect(uri) as bob:
+                    assert await recv_json(bob) == value(0)
+                    assert await recv_json(bob) == users(2)
+                    assert await recv_json(alice) == users(2)
+
+                    await alice.send('{"action": "plus"}')
+                    assert await recv_json(alice) == value(1)
+                    assert await recv_json(bob) == value(1)
+
+                    await bob.send('{"action": "minus"}')
+                    await bob.send('{"action": "minus"}')
+                    for ws in (alice, bob):
+                        assert await recv_json(ws) == value(0)
+                        assert await recv_json(ws) == value(-1)
+                assert await recv_json(alice) == users(1)
+
+    asyncio.run(scenario())
+
+
+INVALID_MESSAGES: dict[str, str | bytes] = {
+    "not-json": "not json",
+    "unknown-action": '{"action": "jump"}',
+    "unhashable-action": '{"action": ["plus"]}',
+    "no-action": '{"value": 5}',
+    "not-an-object": '["plus"]',
+    "binary": b'{"action": "plus"}',
+}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [*INVALID_MESSAGES.values(), "[" * 10_000 + "]" * 10_000],
+    ids=[*INVALID_MESSAGES, "deeply-nested"],
+)
+def test_invalid_message_is_parsed_as_none(message: str | bytes) -> None:
+    assert parse_action(message) is None
+
+
+@pytest.mark.parametrize("message, change", [('{"action":"plus"}', 1), ('{"action":"minus"}', -1)])
+def test_valid_message_is_parsed(message: str, change: int) -> None:
+    assert parse_action(message) == change
+
+
+def test_invalid_messages_are_ignored_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="socketeer.demo")
+
+    async def scenario() -> None:
+        async with running_demo() as port:
+            async with socketeer.connect(f"ws://127.0.0.1:{port}/ws/counter") as ws:
+                assert await recv_json(ws) == value(0)
+                assert await recv_json(ws) == users(1)
+                for message in INVALID_MESSAGES.values():
+                    await ws.send(message)
+                await ws.send('{"action": "plus"}')
+                # The connection survived, and the first value it gets is the valid one's.
+                assert await recv_json(ws) == value(1)
+
+    asyncio.run(scenario())
+    ignored = [r for r in caplog.records if r.name == "socketeer.demo"]
+    assert len(ignored) == len(INVALID_MESSAGES)
+    assert all(r.levelno == logging.DEBUG for r in ignored)
+    assert "ignored invalid message: 'not json'" in caplog.text
+
+
+def test_message_over_size_limit_closes_with_1009() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            async with socketeer.connect(f"ws://127.0.0.1:{port}/ws/counter") as ws:
+                await ws.send("x" * (MAX_SIZE + 1))
+                with pytest.raises(socketeer.ConnectionClosedError):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), TIMEOUT)
+                assert ws.close_code == socketeer.CloseCode.MESSAGE_TOO_BIG
+
+    asyncio.run(scenario())
+
+
+def test_cross_origin_websocket_is_refused() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            uri = f"ws://127.0.0.1:{port}/ws/counter"
+            with pytest.raises(socketeer.InvalidStatus) as raised:
+                await socketeer.connect(uri, origin=Origin("http://evil.test"))
+            assert raised.value.response.status_code == 403
+            same_origin = Origin(f"http://127.0.0.1:{port}")
+            async with socketeer.connect(uri, origin=same_origin) as ws:
+                assert await recv_json(ws) == value(0)
+
+    asyncio.run(scenario())
+
+
+# Plain HTTP
+
+
+def test_page_is_served_at_root() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            status, headers, body = await http_get(port, "/")
+            assert status == 200
+            assert headers["content-type"] == "text/html; charset=utf-8"
+            assert int(headers["content-length"]) == len(body)
+            assert b"<title>socketeer \xc2\xb7 counter</title>" in body
+            assert b'src="counter.js"' in body
+
+            status, headers, body = await http_get(port, "/counter.js")
+            assert status == 200
+            assert headers["content-type"] == "text/javascript; charset=utf-8"
+            assert b'"/ws/counter"' in body
+
+            status, _, _ = await http_get(port, "/?from=bookmark")
+            assert status == 200
+
+    asyncio.run(scenario())
+
+
+def test_healthz_returns_ok() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            status, headers, body = await http_get(port, "/healthz")
+            assert (status, body) == (200, b"ok\n")
+            assert headers["content-type"] == "text/plain; charset=utf-8"
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("GET", "/nowhere", 404),
+        ("GET", "/static/counter.html", 404),
+        ("POST", "/", 405),
+        ("GET", "/ws/counter", 426),  # a WebSocket endpoint, asked without upgrading
+    ],
+)
+def test_other_requests_are_refused(method: str, path: str, status: int) -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            assert (await http_get(port, path, method=method))[0] == status
+
+    asyncio.run(scenario())
+
+
+# The command line
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_ctrl_c_closes_connections_and_exits_cleanly() -> None:
+    async def scenario() -> None:
+        process = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "socketeer", "demo", "--port", "0"],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert process.stdout is not None
+            banner = (await asyncio.wait_for(process.stdout.readline(), TIMEOUT)).decode()
+            assert banner.startswith("socketeer demo: http://127.0.0.1:")
+            url = banner.removeprefix("socketeer demo: ").strip()
+            assert url.endswith("/") and not url.endswith(":0/")
+            async with socketeer.connect(url.replace("http:", "ws:") + "ws/counter") as ws:
+                assert await recv_json(ws) == value(0)
+                process.send_signal(signal.SIGINT)
+                with pytest.raises(socketeer.ConnectionClosedOK) as closed:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), TIMEOUT)
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == socketeer.CloseCode.GOING_AWAY
+            stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.communicate()
+        assert process.returncode == 0
+        assert (stdout, stderr) == (b"", b"")
+
+    asyncio.run(scenario())
+
+
+def test_port_in_use_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert run(["--host", "127.0.0.1", "--port", str(port)]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("socketeer demo: ")
+    assert stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [[], ["demo", "--port", "65536"], ["demo", "--port", "x"]])
+def test_bad_command_line_exits_with_usage(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        socketeer_main(argv)
+    assert raised.value.code == 2
+    assert "usage: python -m socketeer" in capsys.readouterr().err
