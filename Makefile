@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.socketeer-installed
+BENCH_STAMP := $(VENV)/.socketeer-bench-installed
 SOURCES := src tests benchmarks examples
 
 .PHONY: venv demo test check style coverage bench clean
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml setup.py src/socketeer/protocol/_speedups.c
 venv: $(STAMP)
 
 demo: venv
-	$(BIN)/python examples/sansio_walkthrough.py
+	$(BIN)/python -m socketeer demo
 
 check: venv
 	$(BIN)/ruff format --check $(SOURCES)
@@ -37,8 +38,14 @@ coverage: venv
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage report --show-missing
 
-bench: venv
+# The echo benchmark compares with picows, aiohttp and uvloop: the "bench" extra.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/protocol.py
+	$(BIN)/python benchmarks/echo.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/socketeer/protocol/*.so
