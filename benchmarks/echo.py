@@ -1,0 +1,649 @@
+"""Echo over loopback: socketeer against websockets, picows, aiohttp and raw TCP, side by side.
+
+Run with ``make bench`` (after ``benchmarks/protocol.py``) or ``python benchmarks/echo.py``;
+``--quick`` runs a subset in under a minute (16 B and 1 KiB echo, the default loop, one
+repetition) and writes no results file. The full run writes ``benchmarks/RESULTS.md``.
+
+Method
+------
+
+- Every server runs in a process of its own (``echo_servers.py``), and so does every load
+  generator (``echo_clients.py``); both listen and connect on 127.0.0.1 only, on a free
+  port the server picks and reports.
+- A library *as server* is measured with one fixed client, and *as client* against one
+  fixed server: picows (the fastest we know), or socketeer when picows is not installed.
+  The raw TCP figures are raw client against raw server, without WebSocket: ``raw`` reads
+  into a buffer allocated once (``asyncio.BufferedProtocol``, as socketeer does), the limit
+  of the event loop; ``raw-protocol`` is plain ``asyncio.Protocol``, which allocates a
+  256 KiB ``bytes`` per read on the default loop (as websockets and aiohttp do). For big
+  messages the limit's one extra copy can make it slower than ``raw-protocol``.
+- Placement: on a machine with at least two CPUs, the server and the client of a
+  single-connection test are pinned to the same CPU (``os.sched_setaffinity``): a round
+  trip between processes on different CPUs costs several times more on some machines,
+  which would swamp the differences between libraries. For the 200-client test, the
+  server and the load generator get one CPU each.
+- Each figure is the median of ``--repetitions`` runs of ``--duration`` seconds (and at
+  most ``echo_clients.MAX_COUNT`` messages), after a short warm-up; nothing is asserted.
+  The servers of one event loop all run at once, and each repetition goes round every
+  pair of libraries, so that a slow spell of a shared machine does not hit one library.
+- Besides the rates, each process's CPU time per message (Linux's ``/proc/PID/schedstat``)
+  is reported: it compares the libraries even when other processes compete for the CPUs.
+- Messages are binary (no UTF-8 validation); compression is off everywhere (picows has
+  none); the message size limit is raised to 16 MiB; all else is each library's default.
+
+Also: ``--tuned-malloc`` keeps glibc from returning freed memory to the system (big-message
+figures are otherwise bimodal, by allocation history); ``--only socketeer,websockets`` and
+``--loop asyncio`` measure a subset; ``--profile socketeer [--profile-test echo:16]`` prints
+the top functions of a server under cProfile instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import importlib.util
+import io
+import json
+import os
+import platform
+import pstats
+import selectors
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SERVERS = HERE / "echo_servers.py"
+CLIENTS = HERE / "echo_clients.py"
+RESULTS = HERE / "RESULTS.md"
+
+WS_LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp"]
+RAW = "raw"
+RAW_PROTOCOL = "raw-protocol"
+COLUMNS = [*WS_LIBRARIES, RAW_PROTOCOL, RAW]
+TITLES = {
+    "socketeer": "socketeer",
+    "websockets": "websockets",
+    "picows": "picows",
+    "aiohttp": "aiohttp",
+    RAW_PROTOCOL: "raw TCP, Protocol",
+    RAW: "raw TCP (limit)",
+}
+PACKAGES = {"websockets": "websockets", "picows": "picows", "aiohttp": "aiohttp"}
+
+SINGLE_TESTS = ["echo:16", "echo:1024", "echo:65536", "echo:1048576", "pipeline:16:64"]
+CONCURRENT_TESTS = ["concurrent:256:200"]
+QUICK_TESTS = ["echo:16", "echo:1024"]
+LOOPS = ["asyncio", "uvloop"]
+
+INSTALL_HINT = "pip install -e '.[bench]', as make bench does"
+# glibc returns freed memory of 128 KiB and more to the system at once, so a process that
+# allocates a big buffer per read or per message takes page faults on every one; how often
+# depends on its allocation history, which makes big-message figures bimodal. These settings
+# keep the memory (glibc only; other allocators ignore them).
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+START_TIMEOUT = 30.0
+"""Seconds for a server to report its port."""
+STOP_TIMEOUT = 10.0
+
+
+def test_title(test: str) -> str:
+    kind, *numbers = test.split(":")
+    size = format_size(int(numbers[0]))
+    if kind == "echo":
+        return f"echo {size}"
+    if kind == "pipeline":
+        return f"pipelined {size}, {numbers[1]} in flight"
+    return f"{numbers[1]} clients, {size}"
+
+
+def format_size(size: int) -> str:
+    if size >= 1048576:
+        return f"{size // 1048576} MiB"
+    if size >= 1024:
+        return f"{size // 1024} KiB"
+    return f"{size} B"
+
+
+def installed(name: str) -> bool:
+    if name == "socketeer" or name.startswith(RAW):
+        return True
+    return importlib.util.find_spec(PACKAGES.get(name, name)) is not None
+
+
+def version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# Placement
+
+
+@dataclass
+class Placement:
+    """CPUs for the server and the client of each kind of test."""
+
+    single: tuple[int | None, int | None]
+    concurrent: tuple[int | None, int | None]
+    description: str
+
+
+def placement(mode: str) -> Placement:
+    if not hasattr(os, "sched_setaffinity"):
+        return Placement((None, None), (None, None), "not pinned (no sched_setaffinity here)")
+    cpus = sorted(os.sched_getaffinity(0))
+    first, last = cpus[0], cpus[-1]
+    if len(cpus) < 2:
+        return Placement((first, first), (first, first), f"everything on CPU {first}")
+    if mode == "same":
+        single: tuple[int | None, int | None] = (last, last)
+        text = f"single-connection tests: server and client both pinned to CPU {last}"
+    elif mode == "split":
+        single = (first, last)
+        text = f"single-connection tests: server on CPU {first}, client on CPU {last}"
+    else:
+        single = (None, None)
+        text = "single-connection tests: not pinned"
+    return Placement(
+        single,
+        (first, last),
+        f"{text}; 200-client test: server on CPU {first}, load generator on CPU {last}",
+    )
+
+
+# Running the processes
+
+
+class Failed(Exception):
+    """A server or client process failed; the message says how."""
+
+
+@dataclass
+class ServerProcess:
+    library: str
+    loop: str
+    profile: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    def start(self) -> None:
+        command = [sys.executable, str(SERVERS), self.library, "--loop", self.loop]
+        if self.profile is not None:
+            command += ["--profile", self.profile]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if not selector.select(START_TIMEOUT):
+                self.stop()
+                raise Failed(f"{self.library} server did not start in {START_TIMEOUT:.0f} s")
+        line = self.process.stdout.readline().decode().strip()
+        word, _, rest = line.partition(" ")
+        if word == "port":
+            self.port = int(rest)
+        elif word == "missing":
+            self.stop()
+            raise Failed(rest)
+        else:
+            self.stop()
+            raise Failed(f"{self.library} server failed to start: {line or 'no output'}")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def pin(self, cpu: int | None) -> None:
+        if cpu is not None and self.process is not None:
+            os.sched_setaffinity(self.process.pid, {cpu})
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # the server's signal to stop
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self.process = None
+
+
+def run_client(
+    library: str,
+    port: int,
+    loop: str,
+    tests: list[str],
+    repetitions: int,
+    duration: float,
+    cpu: int | None,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
+    """Run the client process; its output: ``results`` (rates) and ``cpu`` (µs/message)."""
+    command = [
+        sys.executable,
+        str(CLIENTS),
+        library,
+        "--port",
+        str(port),
+        "--loop",
+        loop,
+        "--tests",
+        ",".join(tests),
+        "--repetitions",
+        str(repetitions),
+        "--duration",
+        str(duration),
+    ]
+    if cpu is not None:
+        command += ["--cpu", str(cpu)]
+    if server_pid is not None:
+        command += ["--server-pid", str(server_pid)]
+    # Generous: each test is bounded in time; this only catches a hang.
+    timeout = 60 + len(tests) * (repetitions * duration + 1) * 4
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Failed(f"{library} client hung (killed after {timeout:.0f} s)") from None
+    lines = done.stdout.decode().strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise Failed(f"{library} client failed with exit code {done.returncode}")
+    output: dict[str, Any] = json.loads(lines[-1])
+    if "missing" in output:
+        raise Failed(output["missing"])
+    return output
+
+
+# Measuring
+
+
+Cell = list[float] | str  # the rates of the repetitions, or why there are none
+
+
+@dataclass
+class Results:
+    loops: list[str]
+    tests: list[str]
+    fixed: str
+    cells: dict[tuple[str, str, str, str], Cell] = field(default_factory=dict)
+    """(loop, server library, client library, test) → rates, or a note."""
+    cpu: dict[tuple[str, str, str, str, str], list[float | None]] = field(default_factory=dict)
+    """(loop, server library, client library, test, "server" or "client") → CPU µs per
+    message of that side, one per repetition."""
+    others: list[float] = field(default_factory=list)
+    """Shares of the pinned CPUs' time that other processes took, one per repetition."""
+    notes: list[str] = field(default_factory=list)
+
+    def pair(self, side: str, column: str) -> tuple[str, str]:
+        """(server, client) libraries measured for ``column`` on that side."""
+        if column in (RAW, RAW_PROTOCOL):
+            return column, column
+        return (column, self.fixed) if side == "server" else (self.fixed, column)
+
+    def cell(self, loop: str, side: str, column: str, test: str) -> Cell:
+        return self.cells.get((loop, *self.pair(side, column), test), "n/a")
+
+    def cpu_cell(self, loop: str, side: str, column: str, test: str) -> float | None:
+        values = self.cpu.get((loop, *self.pair(side, column), test, side), [])
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+
+def measure_round(
+    results: Results,
+    loop: str,
+    process: ServerProcess,
+    client: str,
+    duration: float,
+    where: Placement,
+) -> None:
+    """One repetition of every test between one running server and one client library."""
+    server = process.library
+    label = f"{server} server, {client} client, {loop}"
+    single = [t for t in results.tests if not t.startswith("concurrent")]
+    concurrent = [t for t in results.tests if t.startswith("concurrent")]
+    for tests, (server_cpu, client_cpu) in (
+        (single, where.single),
+        (concurrent, where.concurrent),
+    ):
+        if not tests:
+            continue
+        process.pin(server_cpu)
+        try:
+            output = run_client(
+                client, process.port, loop, tests, 1, duration, client_cpu, process.pid
+            )
+        except (Failed, OSError) as exc:
+            for test in tests:
+                results.cells.setdefault((loop, server, client, test), "failed")
+            add_note(results, f"{label}: {', '.join(tests)} failed: {exc}")
+            continue
+        for test in tests:
+            cell = results.cells.setdefault((loop, server, client, test), [])
+            if isinstance(cell, list):
+                cell += output["results"][test]
+            for role, values in output.get("cpu", {}).get(test, {}).items():
+                results.cpu.setdefault((loop, server, client, test, role), []).extend(values)
+            others = output.get("others", {}).get(test, [])
+            results.others += [v for v in others if v is not None]
+
+
+def start_servers(
+    results: Results, loop: str, pairs: list[tuple[str, str]]
+) -> list[tuple[ServerProcess, str]]:
+    """A running server for every pair whose libraries are installed and start."""
+    running = []
+    for server, client in pairs:
+        missing = [name for name in (server, client) if not installed(name)]
+        if missing:
+            for test in results.tests:
+                results.cells[loop, server, client, test] = "n/a"
+            add_note(results, f"{missing[0]}: n/a, not installed ({INSTALL_HINT})")
+            continue
+        process = ServerProcess(server, loop)
+        try:
+            process.start()
+        except (Failed, OSError) as exc:
+            for test in results.tests:
+                results.cells[loop, server, client, test] = "n/a"
+            add_note(results, f"{server} server, {loop}: n/a, {exc}")
+            continue
+        running.append((process, client))
+    return running
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_note(results: Results, before: float | None, after: float | None) -> None:
+    """Say how busy the machine was: other processes make every figure lower and noisier."""
+    if before is None or after is None:
+        return
+    note = f"load average (1 min) before the run: {before:.2f}, after: {after:.2f}"
+    busy = (os.cpu_count() or 1) / 2
+    if before > busy:
+        note += " (the machine was busy before the run: figures are lower and noisier)"
+    results.notes.insert(0, note)
+
+
+def add_note(results: Results, note: str) -> None:
+    if note not in results.notes:
+        results.notes.append(note)
+        print(f"  note: {note}", file=sys.stderr, flush=True)
+
+
+def measure_all(
+    results: Results,
+    repetitions: int,
+    duration: float,
+    where: Placement,
+    columns: list[str] = COLUMNS,
+) -> None:
+    pairs: list[tuple[str, str]] = []
+    for library in WS_LIBRARIES:
+        if library in columns:
+            pairs.append((library, results.fixed))  # the library as server
+            pairs.append((results.fixed, library))  # the library as client
+    pairs += [(raw, raw) for raw in (RAW_PROTOCOL, RAW) if raw in columns]
+    pairs = list(dict.fromkeys(pairs))  # fixed against fixed only once
+    for loop in results.loops:
+        if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            add_note(results, f"uvloop: n/a, not installed ({INSTALL_HINT})")
+            continue
+        # Every server runs for the whole loop, and each repetition goes round all the pairs:
+        # a slow spell of the machine then spreads over the libraries instead of hitting one.
+        running = start_servers(results, loop, pairs)
+        try:
+            for repetition in range(repetitions):
+                started = time.perf_counter()
+                for process, client in running:
+                    measure_round(results, loop, process, client, duration, where)
+                print(
+                    f"  {loop} loop, repetition {repetition + 1} of {repetitions}: "
+                    f"{time.perf_counter() - started:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            for process, _ in running:
+                process.stop()
+
+
+# Reporting
+
+
+def median(cell: Cell) -> float | None:
+    return statistics.median(cell) if isinstance(cell, list) and cell else None
+
+
+def format_rate(cell: Cell) -> str:
+    value = median(cell)
+    return f"{value:,.0f}" if value is not None else str(cell)
+
+
+def format_ratio(numerator: float | None, denominator: float | None) -> str:
+    if numerator is None or not denominator:
+        return "n/a"
+    return f"{numerator / denominator:.2f}"
+
+
+def tables(results: Results) -> list[str]:
+    lines: list[str] = []
+    for loop in results.loops:
+        for side in ("server", "client"):
+            if side == "server":
+                peer = f"each library as server, with the {results.fixed} client"
+            else:
+                peer = f"each library as client, against the {results.fixed} server"
+            lines += [f"### {loop} loop: {peer}", ""]
+            lines.append("| messages/s | " + " | ".join(TITLES[c] for c in COLUMNS) + " |")
+            lines.append("|---|" + "---:|" * len(COLUMNS))
+            for test in results.tests:
+                cells = [format_rate(results.cell(loop, side, c, test)) for c in COLUMNS]
+                lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+            lines += ["", "Ratios: ÷ websockets / ÷ raw TCP (limit); higher is better.", ""]
+            lines.append("| ratios | " + " | ".join(TITLES[c] for c in WS_LIBRARIES) + " |")
+            lines.append("|---|" + "---:|" * len(WS_LIBRARIES))
+            for test in results.tests:
+                base = median(results.cell(loop, side, "websockets", test))
+                limit = median(results.cell(loop, side, RAW, test))
+                cells = []
+                for column in WS_LIBRARIES:
+                    value = median(results.cell(loop, side, column, test))
+                    cells.append(f"{format_ratio(value, base)} / {format_ratio(value, limit)}")
+                lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+            lines += ["", f"CPU time of the {side} per message, in µs; lower is better.", ""]
+            lines.append("| µs/message | " + " | ".join(TITLES[c] for c in COLUMNS) + " |")
+            lines.append("|---|" + "---:|" * len(COLUMNS))
+            for test in results.tests:
+                cpu = [results.cpu_cell(loop, side, c, test) for c in COLUMNS]
+                cells = ["n/a" if value is None else f"{value:,.1f}" for value in cpu]
+                lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return lines
+
+
+def spread_note(results: Results) -> str | None:
+    worst: tuple[float, str] | None = None
+    for (loop, server, client, test), cell in results.cells.items():
+        if isinstance(cell, list) and len(cell) > 1 and min(cell) > 0:
+            spread = max(cell) / min(cell) - 1
+            if worst is None or spread > worst[0]:
+                worst = (spread, f"{test_title(test)}, {server} server, {client} client, {loop}")
+    if worst is None:
+        return None
+    return f"largest spread between repetitions: {worst[0]:.0%} ({worst[1]})"
+
+
+def report(
+    results: Results, where: Placement, repetitions: int, duration: float, seconds: float
+) -> str:
+    now = datetime.datetime.now().astimezone()
+    versions = ", ".join(
+        f"{name} {version(name)}"
+        for name in ["socketeer", "websockets", "picows", "aiofastnet", "aiohttp", "uvloop"]
+    )
+    lines = [
+        "# Echo benchmark",
+        "",
+        f"- date: {now:%Y-%m-%d %H:%M %Z}; the run took {seconds:.0f} s",
+        f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
+        f"{platform.release()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}); {versions}",
+        f"- peers: as server, each library answers the {results.fixed} client; as client, "
+        f"each talks to the {results.fixed} server; the raw TCP columns are a raw client "
+        "against a raw server, no WebSocket at all: `raw TCP, Protocol` echoes with "
+        "`asyncio.Protocol.data_received`, `raw TCP (limit)` with `asyncio.BufferedProtocol` "
+        "reading into a buffer allocated once",
+        f"- placement: {where.description}",
+        "- memory allocator: "
+        + (
+            "glibc with mmap and trim thresholds at 1 GiB (`--tuned-malloc`)"
+            if all(os.environ.get(k) == v for k, v in TUNED_MALLOC.items())
+            else "the default (`--tuned-malloc` keeps freed memory, for steadier big messages)"
+        ),
+        f"- method: a server process and a load-generator process over 127.0.0.1; medians of "
+        f"{repetitions} runs of {duration:g} s each after a warm-up, the runs of all the "
+        "libraries interleaved; binary messages; "
+        "compression off; message size limit 16 MiB; everything else is each library's "
+        "default. Echo is one connection, one message in flight (round trips/s); pipelined "
+        "keeps that many in flight on one connection; N clients is N connections each "
+        "doing request/response (messages/s in total)",
+    ]
+    if version("aiofastnet") != "not installed":
+        lines.append(
+            "- picows sends and receives through aiofastnet's transports (its default when "
+            "aiofastnet is installed), not the event loop's"
+        )
+    lines.append("")
+    lines += tables(results)
+    notes = list(results.notes)
+    if results.others:
+        notes.append(
+            "other processes on the machine took a median "
+            f"{statistics.median(results.others):.0%} (at most {max(results.others):.0%}) "
+            "of the benchmark's CPUs during a run; when that is high, the rates are low and "
+            "noisy, and the CPU time per message is the better comparison"
+        )
+    spread = spread_note(results)
+    if spread is not None:
+        notes.append(spread)
+    if notes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines)
+
+
+# Profiling
+
+
+def profile(library: str, loop: str, test: str, duration: float, where: Placement) -> str:
+    """cProfile the server of ``library`` under one test; the top 15 functions by tottime."""
+    client = "picows" if installed("picows") else "socketeer"
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "server.prof")
+        process = ServerProcess(library, loop, profile=path)
+        try:
+            process.start()
+            process.pin(where.single[0])
+            output = run_client(client, process.port, loop, [test], 1, duration, where.single[1])
+        finally:
+            process.stop()
+        stream = io.StringIO()
+        stats = pstats.Stats(path, stream=stream)
+        stats.strip_dirs().sort_stats("tottime").print_stats(15)
+    rate = output["results"][test][0]
+    return (
+        f"{library} server under {test_title(test)} with the {client} client, {loop} loop, "
+        f"{where.description}: {rate:,.0f} messages/s while profiled\n{stream.getvalue()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a subset in under a minute")
+    parser.add_argument("--repetitions", type=int, help="runs per figure (3; 1 with --quick)")
+    parser.add_argument("--duration", type=float, help="seconds per run (1; 0.5 with --quick)")
+    parser.add_argument(
+        "--placement",
+        choices=["same", "split", "none"],
+        help="CPUs of server and client in single-connection tests: the same CPU (default), "
+        "one each (default with --profile, so that the server's time in send() does not "
+        "include the client's work), or not pinned",
+    )
+    parser.add_argument(
+        "--output", type=Path, help=f"write the results as markdown (default: {RESULTS.name})"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="LIBRARY",
+        choices=[*WS_LIBRARIES, RAW_PROTOCOL, RAW],
+        help="instead: cProfile this library's server under --profile-test",
+    )
+    parser.add_argument("--profile-test", default="echo:16", help="e.g. echo:16, pipeline:16:64")
+    parser.add_argument("--loop", choices=LOOPS, help="only this event loop")
+    parser.add_argument(
+        "--tuned-malloc",
+        action="store_true",
+        help="run servers and clients with glibc's mmap and trim thresholds at 1 GiB: no page "
+        "faults for memory allocated and freed per read or per message",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        help=f"only these columns, e.g. socketeer,websockets,raw (of {','.join(COLUMNS)})",
+    )
+    args = parser.parse_args(argv)
+    if args.tuned_malloc:
+        os.environ.update(TUNED_MALLOC)  # inherited by every server and client
+    where = placement(args.placement or ("split" if args.profile else "same"))
+    loops = [args.loop] if args.loop else (["asyncio"] if args.quick else LOOPS)
+    if args.profile is not None:
+        print(profile(args.profile, loops[0], args.profile_test, args.duration or 3.0, where))
+        return 0
+    repetitions = args.repetitions or (1 if args.quick else 3)
+    duration = args.duration or (0.5 if args.quick else 1.0)
+    tests = QUICK_TESTS if args.quick else SINGLE_TESTS + CONCURRENT_TESTS
+    output = args.output or (None if args.quick else RESULTS)
+    fixed = "picows" if installed("picows") else "socketeer"
+    results = Results(loops, tests, fixed)
+    if fixed != "picows":
+        add_note(results, "picows is not installed: the fixed peer is socketeer instead")
+    print(f"Echo benchmark ({where.description})", file=sys.stderr, flush=True)
+    load_before = load_average()
+    started = time.perf_counter()
+    measure_all(results, repetitions, duration, where, args.only or COLUMNS)
+    load_note(results, load_before, load_average())
+    text = report(results, where, repetitions, duration, time.perf_counter() - started)
+    print(text)
+    if output is not None:
+        output.write_text(text)
+        print(f"(written to {output})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,520 @@
+"""Load generators for ``benchmarks/echo.py``: one per library, each run in a process of its own.
+
+``python benchmarks/echo_clients.py LIBRARY --port N --tests TESTS`` connects to the echo
+server on 127.0.0.1:N, runs the tests, and prints one JSON object on stdout: the rate of each
+repetition of each test (round trips or messages per second), the CPU time per message of
+the server (with ``--server-pid``) and of the client, and the share of their CPUs' time that
+other processes took; or ``{"missing": REASON}`` when the library or the loop is not
+installed.
+
+Tests (comma-separated in ``--tests``):
+
+- ``echo:SIZE``: one connection; send a binary message of SIZE bytes, wait for it to come
+  back, repeat. Round trips per second.
+- ``pipeline:SIZE:WINDOW``: one connection; keep WINDOW messages in flight, sending one
+  more for each that comes back. Messages per second.
+- ``concurrent:SIZE:CLIENTS``: CLIENTS connections, each doing ``echo:SIZE``. Messages per
+  second, all connections together.
+
+Each repetition stops after ``--duration`` seconds or :data:`MAX_COUNT` messages, whichever
+comes first; a short warm-up runs before the repetitions of each test. Messages in flight
+when the time is up are still waited for, and counted.
+
+socketeer, websockets and aiohttp are driven through their ``send``/``recv`` coroutines,
+the way applications use them; picows and the raw TCP clients through their callbacks:
+``raw-protocol`` reads the :class:`asyncio.Protocol` way, ``raw`` the
+:class:`asyncio.BufferedProtocol` way (into a buffer allocated once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from echo_servers import LIBRARIES, LOOPS, MAX_MESSAGE, MissingError, run
+
+__all__ = ["MAX_COUNT", "WARMUP"]
+
+MAX_COUNT = 5_000_000
+"""Most messages in one repetition, whatever the time."""
+WARMUP = 0.2
+"""Seconds of warm-up before the repetitions of each test."""
+OPEN_BATCH = 50
+"""Connections opened at once, for the concurrent test (the listen backlog is 100)."""
+
+perf_counter = time.perf_counter
+
+
+# Async clients: socketeer, websockets, aiohttp. A connection is (send, recv, close).
+
+AsyncConnection = tuple[
+    Callable[[bytes], Awaitable[Any]], Callable[[], Awaitable[Any]], Callable[[], Awaitable[Any]]
+]
+
+
+class AsyncLibrary:
+    """Opens connections of a library with a send/recv coroutine API."""
+
+    def __init__(self, open: Callable[[str], Awaitable[AsyncConnection]]) -> None:
+        self.open = open
+
+    async def connect(self, uri: str, count: int) -> list[AsyncConnection]:
+        connections: list[AsyncConnection] = []
+        while len(connections) < count:
+            batch = min(OPEN_BATCH, count - len(connections))
+            connections += await asyncio.gather(*(self.open(uri) for _ in range(batch)))
+        return connections
+
+    async def check(self, connection: AsyncConnection, size: int) -> None:
+        send, recv, _ = connection
+        await send(b"x" * size)
+        data = await recv()
+        if len(data) != size:
+            raise RuntimeError(f"sent {size} bytes, got {len(data)} back")
+
+    async def echo(
+        self, connections: list[AsyncConnection], payload: bytes, duration: float
+    ) -> tuple[int, float]:
+        """Round trips, all connections together, and the seconds they took."""
+        start = perf_counter()
+        deadline = start + duration
+        counts = await asyncio.gather(
+            *(_echo_loop(send, recv, payload, deadline) for send, recv, _ in connections)
+        )
+        return sum(counts), perf_counter() - start
+
+    async def pipeline(
+        self, connection: AsyncConnection, payload: bytes, window: int, duration: float
+    ) -> tuple[int, float]:
+        send, recv, _ = connection
+        start = perf_counter()
+        deadline = start + duration
+        count = 0
+        for _ in range(window):
+            await send(payload)
+        in_flight = window
+        while in_flight:
+            await recv()
+            in_flight -= 1
+            count += 1
+            if count + in_flight < MAX_COUNT and perf_counter() < deadline:
+                await send(payload)
+                in_flight += 1
+        return count, perf_counter() - start
+
+    async def close(self, connections: list[AsyncConnection]) -> None:
+        await asyncio.gather(*(close() for _, _, close in connections), return_exceptions=True)
+
+
+async def _echo_loop(
+    send: Callable[[bytes], Awaitable[Any]],
+    recv: Callable[[], Awaitable[Any]],
+    payload: bytes,
+    deadline: float,
+) -> int:
+    count = 0
+    while count < MAX_COUNT:
+        await send(payload)
+        await recv()
+        count += 1
+        if perf_counter() >= deadline:
+            break
+    return count
+
+
+async def open_socketeer(uri: str) -> AsyncConnection:
+    import socketeer
+
+    ws = await socketeer.connect(uri, compression=None, max_size=MAX_MESSAGE)
+    return ws.send, ws.recv, ws.close
+
+
+async def open_websockets(uri: str) -> AsyncConnection:
+    try:
+        from websockets.asyncio.client import connect
+    except ImportError as exc:
+        raise MissingError(f"websockets>=13 is not installed ({exc})") from exc
+    ws = await connect(uri, compression=None, max_size=MAX_MESSAGE)
+    return ws.send, ws.recv, ws.close
+
+
+class AiohttpOpener:
+    """One ClientSession, without a connection limit, for all the connections."""
+
+    def __init__(self) -> None:
+        try:
+            import aiohttp
+        except ImportError as exc:
+            raise MissingError(f"aiohttp is not installed ({exc})") from exc
+        self.aiohttp = aiohttp
+        self.session: Any = None
+
+    async def __call__(self, uri: str) -> AsyncConnection:
+        if self.session is None:
+            connector = self.aiohttp.TCPConnector(limit=0)
+            self.session = self.aiohttp.ClientSession(connector=connector)
+        ws = await self.session.ws_connect(uri, compress=0, max_msg_size=MAX_MESSAGE)
+        return ws.send_bytes, ws.receive_bytes, ws.close
+
+
+# Callback clients: picows and raw TCP. Each connection is a CallbackPeer.
+
+
+class CallbackPeer:
+    """Sends messages from the transport's callbacks; subclasses call :meth:`received`."""
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[int] | None = None
+        self.size = 0
+        self.last_size = 0
+
+    def send(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def start(self, payload: bytes, window: int, deadline: float) -> asyncio.Future[int]:
+        """Put ``window`` messages in flight; the future gives the messages received."""
+        self.done = asyncio.get_running_loop().create_future()
+        self.payload = payload
+        self.size = len(payload)
+        self.deadline = deadline
+        self.count = 0
+        self.in_flight = window
+        for _ in range(window):
+            self.send(payload)
+        return self.done
+
+    def received(self) -> None:
+        """One whole message came back."""
+        self.in_flight -= 1
+        self.count += 1
+        if self.count + self.in_flight < MAX_COUNT and perf_counter() < self.deadline:
+            self.send(self.payload)
+            self.in_flight += 1
+        elif not self.in_flight and self.done is not None and not self.done.done():
+            self.done.set_result(self.count)
+
+    def lost(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(ConnectionError("connection lost during the test"))
+
+
+class CallbackLibrary:
+    """Opens connections of a library with a callback API, as :class:`CallbackPeer`."""
+
+    def __init__(self, open: Callable[[str], Awaitable[tuple[CallbackPeer, Any]]]) -> None:
+        self.open = open
+        self.closers: dict[CallbackPeer, Callable[[], Awaitable[None]]] = {}
+
+    async def connect(self, uri: str, count: int) -> list[CallbackPeer]:
+        peers: list[CallbackPeer] = []
+        while len(peers) < count:
+            batch = min(OPEN_BATCH, count - len(peers))
+            for peer, closer in await asyncio.gather(*(self.open(uri) for _ in range(batch))):
+                peers.append(peer)
+                self.closers[peer] = closer
+        return peers
+
+    async def check(self, peer: CallbackPeer, size: int) -> None:
+        await peer.start(b"x" * size, 1, 0.0)
+        if peer.last_size != size:
+            raise RuntimeError(f"sent {size} bytes, got {peer.last_size} back")
+
+    async def echo(
+        self, peers: list[CallbackPeer], payload: bytes, duration: float
+    ) -> tuple[int, float]:
+        start = perf_counter()
+        deadline = start + duration
+        counts = await asyncio.gather(*(peer.start(payload, 1, deadline) for peer in peers))
+        return sum(counts), perf_counter() - start
+
+    async def pipeline(
+        self, peer: CallbackPeer, payload: bytes, window: int, duration: float
+    ) -> tuple[int, float]:
+        start = perf_counter()
+        count = await peer.start(payload, window, start + duration)
+        return count, perf_counter() - start
+
+    async def close(self, peers: list[CallbackPeer]) -> None:
+        for peer in peers:
+            await self.closers.pop(peer)()
+
+
+async def open_picows(uri: str) -> tuple[CallbackPeer, Any]:
+    try:
+        import picows
+    except ImportError as exc:
+        raise MissingError(f"picows is not installed ({exc})") from exc
+    binary, text = picows.WSMsgType.BINARY, picows.WSMsgType.TEXT
+    continuation = picows.WSMsgType.CONTINUATION
+
+    class Peer(CallbackPeer, picows.WSListener):
+        def __init__(self) -> None:
+            CallbackPeer.__init__(self)
+            self.partial = 0
+
+        def on_ws_connected(self, transport: Any) -> None:
+            self.transport = transport
+
+        def send(self, payload: bytes) -> None:
+            self.transport.send(binary, payload)
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            msg_type = frame.msg_type
+            if msg_type is binary or msg_type is text or msg_type is continuation:
+                if frame.fin:
+                    self.last_size = self.partial + frame.payload_size
+                    self.partial = 0
+                    self.received()
+                else:
+                    self.partial += frame.payload_size
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            self.lost()
+
+    transport, peer = await picows.ws_connect(Peer, uri, max_frame_size=MAX_MESSAGE)
+    if not isinstance(peer, CallbackPeer):
+        raise ConnectionError("picows could not connect")
+
+    async def close() -> None:
+        transport.send_close(picows.WSCloseCode.OK)
+        transport.disconnect()
+        await transport.wait_disconnected()
+
+    return peer, close
+
+
+class _RawPeer(CallbackPeer, asyncio.BaseProtocol):
+    """Raw TCP: a message is back once as many bytes as were sent per message came back."""
+
+    def connection_made(self, transport: Any) -> None:  # uvloop's: no asyncio.Transport
+        self.transport = transport
+        self.write = transport.write
+        self.pending = 0
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def send(self, payload: bytes) -> None:
+        self.write(payload)
+
+    def bytes_received(self, nbytes: int) -> None:
+        self.pending += nbytes
+        while self.size and self.pending >= self.size:
+            self.pending -= self.size
+            self.last_size = self.size
+            self.received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class RawProtocolPeer(_RawPeer, asyncio.Protocol):
+    """Reads the plain :class:`asyncio.Protocol` way: a new ``bytes`` for every read."""
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_received(len(data))
+
+
+class RawBufferedPeer(_RawPeer, asyncio.BufferedProtocol):
+    """Reads into one buffer allocated once; see ``echo_servers._RawBufferedEcho``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.view = memoryview(bytearray(262_144))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.bytes_received(nbytes)
+
+
+def raw_opener(factory: Callable[[], _RawPeer]) -> Callable[[str], Awaitable[tuple[Any, Any]]]:
+    async def open_raw(uri: str) -> tuple[CallbackPeer, Any]:
+        port = int(uri.rsplit(":", 1)[1].rstrip("/"))
+        loop = asyncio.get_running_loop()
+        _, peer = await loop.create_connection(factory, "127.0.0.1", port)
+
+        async def close() -> None:
+            peer.transport.close()
+            await peer.closed
+
+        return peer, close
+
+    return open_raw
+
+
+def library(name: str) -> AsyncLibrary | CallbackLibrary:
+    if name == "socketeer":
+        return AsyncLibrary(open_socketeer)
+    if name == "websockets":
+        return AsyncLibrary(open_websockets)
+    if name == "aiohttp":
+        return AsyncLibrary(AiohttpOpener())
+    if name == "picows":
+        return CallbackLibrary(open_picows)
+    if name == "raw-protocol":
+        return CallbackLibrary(raw_opener(RawProtocolPeer))
+    return CallbackLibrary(raw_opener(RawBufferedPeer))
+
+
+def parse_test(test: str) -> tuple[str, list[int]]:
+    kind, *numbers = test.split(":")
+    return kind, [int(n) for n in numbers]
+
+
+def run_time(pid: int | None) -> int | None:
+    """Nanoseconds the main thread of process ``pid`` ran on a CPU (Linux), or None.
+
+    Unlike rates, CPU time per message hardly depends on where the processes run or on what
+    else runs on the machine.
+    """
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/schedstat") as file:
+            return int(file.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def busy_time(cpus: set[int]) -> int | None:
+    """Nanoseconds these CPUs were busy, whoever ran (Linux's ``/proc/stat``), or None."""
+    names = {f"cpu{cpu}" for cpu in cpus}
+    total = 0
+    try:
+        with open("/proc/stat") as file:
+            for line in file:
+                name, *fields = line.split()
+                if name in names:
+                    ticks = [int(field) for field in fields]
+                    total += sum(ticks[:8]) - ticks[3] - ticks[4]  # not idle, not iowait
+    except (OSError, ValueError, IndexError):
+        return None
+    return total * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+class Usage:
+    """Per repetition: CPU µs per message of the server and of the client, and the share of
+    their CPUs' time that other processes took."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.pids = {"server": server_pid, "client": os.getpid()}
+        self.cpu: dict[str, list[float | None]] = {"server": [], "client": []}
+        self.others: list[float | None] = []
+        self.cpus: set[int] = set()
+        if server_pid is not None and hasattr(os, "sched_getaffinity"):
+            self.cpus = os.sched_getaffinity(0) | os.sched_getaffinity(server_pid)
+        self._runs: dict[str, int | None] = {}
+        self._busy: int | None = None
+
+    def start(self) -> None:
+        self._runs = {side: run_time(pid) for side, pid in self.pids.items()}
+        self._busy = busy_time(self.cpus)
+
+    def stop(self, count: int, elapsed: float) -> None:
+        ours: int | None = 0
+        for side, pid in self.pids.items():
+            before, after = self._runs[side], run_time(pid)
+            if before is None or after is None or not count:
+                self.cpu[side].append(None)
+                ours = None
+                continue
+            self.cpu[side].append((after - before) / 1000 / count)
+            if ours is not None:
+                ours += after - before
+        busy = busy_time(self.cpus)
+        if ours is None or self._busy is None or busy is None or not self.cpus:
+            self.others.append(None)
+            return
+        share = (busy - self._busy - ours) / 1e9 / elapsed / len(self.cpus)
+        self.others.append(min(max(share, 0.0), 1.0))
+
+
+async def run_tests(
+    name: str,
+    port: int,
+    tests: list[str],
+    repetitions: int,
+    duration: float,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
+    lib: Any = library(name)
+    uri = f"ws://127.0.0.1:{port}/"
+    results: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, list[float | None]]] = {}
+    others: dict[str, list[float | None]] = {}
+    single = None
+    for test in tests:
+        kind, numbers = parse_test(test)
+        payload = os.urandom(numbers[0])
+        if kind == "concurrent":
+            connections = await lib.connect(uri, numbers[1])
+        else:
+            if single is None:
+                single = await lib.connect(uri, 1)
+            connections = single
+        await lib.check(connections[0], len(payload))
+        rates = []
+        usage = Usage(server_pid)
+        for seconds in [WARMUP] + [duration] * repetitions:
+            usage.start()
+            if kind == "pipeline":
+                count, elapsed = await lib.pipeline(connections[0], payload, numbers[1], seconds)
+            else:
+                count, elapsed = await lib.echo(connections, payload, seconds)
+            usage.stop(count, elapsed)
+            rates.append(count / elapsed)
+        # Not the warm-up:
+        results[test] = rates[1:]
+        cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
+        others[test] = usage.others[1:]
+        if kind == "concurrent":
+            await lib.close(connections)
+    if single is not None:
+        await lib.close(single)
+    session = getattr(lib.open, "session", None)
+    if session is not None:
+        await session.close()
+    return {"results": results, "cpu": cpu, "others": others}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("library", choices=LIBRARIES)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    parser.add_argument("--tests", required=True, help="e.g. echo:16,pipeline:16:64")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=1.0, help="seconds per repetition")
+    parser.add_argument("--cpu", type=int, help="pin this process to this CPU")
+    parser.add_argument("--server-pid", type=int, help="also measure the server's CPU time")
+    args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    try:
+        output = run(
+            run_tests(
+                args.library,
+                args.port,
+                args.tests.split(","),
+                args.repetitions,
+                args.duration,
+                args.server_pid,
+            ),
+            args.loop,
+        )
+    except MissingError as exc:
+        output = {"missing": str(exc)}
+    print(json.dumps(output), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

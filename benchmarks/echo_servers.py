@@ -1,0 +1,272 @@
+"""Echo servers for ``benchmarks/echo.py``: one per library, each run in a process of its own.
+
+``python benchmarks/echo_servers.py LIBRARY --loop asyncio|uvloop`` listens on a free port of
+127.0.0.1 and prints ``port N`` on stdout (or ``missing REASON`` when the library or the loop
+is not installed), then echoes every message back until its standard input closes, so it
+stops by itself when the parent goes away. ``--profile FILE`` runs it under cProfile and
+writes the stats to FILE on exit.
+
+Every server sends a binary message back as binary and a text message as text, with
+compression off and the message size limit raised to :data:`MAX_MESSAGE`; everything else is
+the library's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+__all__ = ["LIBRARIES", "LOOPS", "MAX_MESSAGE", "MissingError", "new_event_loop", "run"]
+
+LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp", "raw-protocol", "raw"]
+LOOPS = ["asyncio", "uvloop"]
+MAX_MESSAGE = 16 * 1048576
+"""Message size limit given to every library, above the largest message sent (1 MiB)."""
+MAX_LIFETIME = 1800.0
+"""Seconds after which a server stops even if its parent never closed its stdin."""
+
+Stop = Callable[[], Awaitable[None]]
+
+
+class MissingError(Exception):
+    """An optional package (a library under test, or uvloop) is not installed."""
+
+
+def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
+    """A new event loop: ``asyncio`` for the default one, or ``uvloop``.
+
+    Raises:
+        MissingError: if uvloop is asked for and not installed.
+    """
+    if name == "asyncio":
+        return asyncio.new_event_loop()
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise MissingError(f"uvloop is not installed ({exc})") from exc
+    return uvloop.new_event_loop()
+
+
+def run(main: Coroutine[Any, Any, Any], loop_name: str) -> Any:
+    """Run ``main`` to completion on a new event loop of the given kind (3.10 and later)."""
+    loop = new_event_loop(loop_name)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+async def serve_socketeer() -> tuple[int, Stop]:
+    import socketeer
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    server = await socketeer.serve(handler, "127.0.0.1", 0, compression=None, max_size=MAX_MESSAGE)
+    port = server.sockets[0].getsockname()[1]
+    return port, server.close
+
+
+async def serve_websockets() -> tuple[int, Stop]:
+    try:
+        from websockets.asyncio.server import serve
+    except ImportError as exc:
+        raise MissingError(f"websockets>=13 is not installed ({exc})") from exc
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(handler, "127.0.0.1", 0, compression=None, max_size=MAX_MESSAGE)
+    port = list(server.sockets)[0].getsockname()[1]
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return port, stop
+
+
+async def serve_picows() -> tuple[int, Stop]:
+    try:
+        import picows
+    except ImportError as exc:
+        raise MissingError(f"picows is not installed ({exc})") from exc
+    binary, text, close = picows.WSMsgType.BINARY, picows.WSMsgType.TEXT, picows.WSMsgType.CLOSE
+
+    class Echo(picows.WSListener):
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            msg_type = frame.msg_type
+            if msg_type is binary or msg_type is text:
+                # The frame points into picows' read buffer: send() copies it out at once.
+                transport.send(msg_type, frame.get_payload_as_memoryview())
+            elif msg_type is close:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+
+    server = await picows.ws_create_server(
+        lambda request: Echo(), "127.0.0.1", 0, max_frame_size=MAX_MESSAGE
+    )
+    port = server.sockets[0].getsockname()[1]
+
+    async def stop() -> None:
+        server.close()
+
+    return port, stop
+
+
+async def serve_aiohttp() -> tuple[int, Stop]:
+    try:
+        from aiohttp import WSMsgType, web
+    except ImportError as exc:
+        raise MissingError(f"aiohttp is not installed ({exc})") from exc
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_MESSAGE)
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type is WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+            elif message.type is WSMsgType.TEXT:
+                await ws.send_str(message.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = _listening_socket()
+    await web.SockSite(runner, sock).start()
+    return sock.getsockname()[1], runner.cleanup
+
+
+class _RawProtocolEcho(asyncio.Protocol):
+    """Echoes bytes as they come: the plain :class:`asyncio.Protocol` way."""
+
+    def connection_made(self, transport: Any) -> None:  # uvloop's: no asyncio.Transport
+        self.write = transport.write
+
+    def data_received(self, data: bytes) -> None:
+        self.write(data)
+
+
+class _RawBufferedEcho(asyncio.BufferedProtocol):
+    """Echoes bytes as they come, read into one buffer: the fastest way asyncio offers.
+
+    The default loop's :class:`asyncio.Protocol` path allocates a fresh 256 KiB ``bytes``
+    for every read, which costs more than the rest of a small round trip on some machines;
+    reading into a buffer allocated once does not.
+    """
+
+    def connection_made(self, transport: Any) -> None:  # uvloop's: no asyncio.Transport
+        self.write = transport.write
+        self.buffer = bytearray(262_144)
+        self.view = memoryview(self.buffer)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.write(self.buffer[:nbytes])
+
+
+async def serve_raw_protocol() -> tuple[int, Stop]:
+    return await _serve_tcp(_RawProtocolEcho)
+
+
+async def serve_raw() -> tuple[int, Stop]:
+    return await _serve_tcp(_RawBufferedEcho)
+
+
+async def _serve_tcp(factory: Callable[[], asyncio.BaseProtocol]) -> tuple[int, Stop]:
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def stop() -> None:
+        server.close()
+
+    return port, stop
+
+
+SERVERS: dict[str, Callable[[], Awaitable[tuple[int, Stop]]]] = {
+    "socketeer": serve_socketeer,
+    "websockets": serve_websockets,
+    "picows": serve_picows,
+    "aiohttp": serve_aiohttp,
+    "raw-protocol": serve_raw_protocol,
+    "raw": serve_raw,
+}
+
+
+async def _stdin_closed() -> None:
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+
+    def readable() -> None:
+        if not os.read(0, 4096) and not closed.done():
+            closed.set_result(None)
+
+    loop.add_reader(0, readable)
+    try:
+        await asyncio.wait_for(closed, MAX_LIFETIME)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(0)
+
+
+async def main_async(library: str, profile: str | None) -> None:
+    try:
+        port, stop = await SERVERS[library]()
+    except MissingError as exc:
+        print(f"missing {exc}", flush=True)
+        return
+    profiler = None
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()  # from now on: not the imports and the startup
+        profiler.enable()
+    print(f"port {port}", flush=True)
+    await _stdin_closed()
+    if profiler is not None and profile is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    try:
+        await asyncio.wait_for(stop(), 2.0)
+    except (asyncio.TimeoutError, OSError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("library", choices=LIBRARIES)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    parser.add_argument("--profile", metavar="FILE", help="write cProfile stats to FILE")
+    args = parser.parse_args(argv)
+    try:
+        new_event_loop(args.loop).close()
+    except MissingError as exc:
+        print(f"missing {exc}", flush=True)
+        return 0
+    run(main_async(args.library, args.profile), args.loop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
