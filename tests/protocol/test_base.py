@@ -153,7 +153,7 @@ class TestSending:
 
     def test_large_payload_is_written_apart_from_its_header(self, side: Side) -> None:
         protocol = Protocol(side, max_size=None)
-        payload = b"x" * 20_000
+        payload = b"x" * 300_000
         protocol.send_binary(payload)
         writes = protocol.data_to_send()
         assert len(writes) == 2
@@ -407,3 +407,45 @@ class TestUtf8FailsFast:
         assert protocol.parser_exc is None
         assert b"".join(e.data for e in events[:3] if e.opcode is not OP_PING) == text.encode()
         assert [e.opcode for e in events] == [OP_TEXT, OP_PING, OP_CONT, OP_TEXT, OP_BINARY]
+
+
+@pytest.mark.parametrize("side", SIDES)
+class TestMaxPending:
+    """Drivers bound what one read can queue: parsing stops after max_pending messages."""
+
+    def test_parsing_stops_and_resumes(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.max_pending = 2
+        frames = [Frame(OP_TEXT, b"%d" % i) for i in range(5)]
+        protocol.receive_data(b"".join(incoming(side, frame) for frame in frames))
+        assert protocol.events_received() == frames[:2]
+        assert protocol.unparsed
+        protocol.receive_data(b"")
+        assert protocol.events_received() == frames[2:4]
+        protocol.receive_data(b"")
+        assert protocol.events_received() == frames[4:]
+        assert not protocol.unparsed
+
+    def test_fragments_and_control_frames_do_not_count(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.max_pending = 1
+        frames = [
+            Frame(OP_BINARY, b"a", fin=False),
+            Frame(OP_PING, b"p"),
+            Frame(OP_CONT, b"b"),
+            Frame(OP_TEXT, b"c"),
+        ]
+        protocol.receive_data(b"".join(incoming(side, frame) for frame in frames))
+        assert protocol.events_received() == frames[:3]
+        assert protocol.unparsed
+
+    def test_eof_parses_what_waited(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.max_pending = 1
+        frames = [Frame(OP_TEXT, b"%d" % i) for i in range(3)]
+        protocol.receive_data(b"".join(incoming(side, frame) for frame in frames))
+        protocol.receive_eof()
+        assert protocol.events_received() == frames
+        assert protocol.parser_exc is None
+        assert not protocol.unparsed
+        assert protocol.close_code == 1006

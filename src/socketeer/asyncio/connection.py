@@ -19,9 +19,10 @@ timers and wakes coroutines.
 Flow control, both ways:
 
 - reading pauses when ``max_queue`` whole messages wait unread, and resumes when the
-  application caught up (the assembler decides). What was read is fed to the protocol in
-  slices, and the slices left when reading pauses wait until it resumes, so that one read
-  full of small (or highly compressed) messages does not overfill the queue;
+  application caught up (the assembler decides). The protocol stops parsing after
+  ``max_queue`` messages (its ``max_pending``) and keeps the rest of a read until the
+  application is ready, so that one read full of small (or highly compressed) messages
+  does not overfill the queue;
 - once a close frame was sent, reading never pauses: the peer's close frame must come
   through, and messages that do not fit in the queue any more are dropped;
 - ``send`` waits while the transport's buffer is above ``write_limit`` (the transport calls
@@ -75,10 +76,6 @@ def _read_buffer() -> memoryview:
     return buffer
 
 
-# Bytes fed to the protocol at once: reading pauses within this many bytes of the message
-# that filled the queue.
-_FEED_SIZE = 16_384
-
 # RFC 6455 section 7.4.1: closes with these codes on both sides are normal.
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
@@ -101,8 +98,8 @@ class Connection(asyncio.BufferedProtocol):
         self.recv_messages = Assembler(
             self._pause_reading, self._resume_reading, options.max_queue
         )
+        protocol.max_pending = options.max_queue
         self._buffer = _read_buffer()
-        self._unread = b""  # read, but not fed to the protocol yet: reading paused
         self._closed: asyncio.Future[None] = self.loop.create_future()
         self._eof_received = False
         self._writing_paused = False
@@ -418,13 +415,17 @@ class Connection(asyncio.BufferedProtocol):
         self._receive(self._buffer[:nbytes])
 
     def _receive(self, data: bytes | memoryview) -> None:
-        # One read can hold thousands of small messages, or compressed ones that inflate a
-        # thousandfold: feed it a slice at a time, and keep the rest once reading pauses.
-        for start in range(0, len(data), _FEED_SIZE):
-            if self.recv_messages.paused:
-                self._unread = bytes(data[start:])
-                return
-            self.protocol.receive_data(data[start : start + _FEED_SIZE])
+        self.protocol.receive_data(data)
+        self._process()
+        self._parse_unparsed()
+
+    def _parse_unparsed(self) -> None:
+        # The protocol stops parsing after max_queue messages, so that one read full of
+        # small (or highly compressed) messages cannot overfill the queue: parse on while
+        # the application keeps up.
+        protocol = self.protocol
+        while protocol.unparsed and not self.recv_messages.paused:
+            protocol.receive_data(b"")
             self._process()
 
     def eof_received(self) -> bool | None:
@@ -440,7 +441,6 @@ class Connection(asyncio.BufferedProtocol):
             self.protocol.data_to_send()  # nowhere to write it any more
             self._dispatch(self.protocol.events_received())
         self.recv_messages.close()
-        self._unread = b""
         for timer in (self._keepalive_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -481,9 +481,7 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        unread, self._unread = self._unread, b""
-        if unread:
-            self._receive(unread)
+        self._parse_unparsed()
         transport = self.transport
         if not self.recv_messages.paused and transport is not None and not transport.is_closing():
             transport.resume_reading()

@@ -35,6 +35,8 @@ from ..typedefs import Data
 
 __all__ = ["Assembler"]
 
+_CONCURRENT_RECV = "cannot call recv() or recv_frame() while another is waiting"
+
 
 class Assembler:
     """The queue of received data frames between a connection and its readers.
@@ -66,6 +68,7 @@ class Assembler:
         """Whether reading pauses at ``high``; if not, frames are dropped from there on."""
         self.dropping = False
         self.closed = False
+        self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None
         self._frames_wanted = False  # a recv_frame() waits: wake it for any frame
 
@@ -111,11 +114,11 @@ class Assembler:
 
     async def _wait(self, ready: Callable[[], bool]) -> None:
         if self._waiter is not None:
-            raise ConcurrencyError("cannot call recv() or recv_frame() while another is waiting")
+            raise ConcurrencyError(_CONCURRENT_RECV)
         while not ready():
             if self.closed:
                 raise EOFError("stream of frames ended")
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -144,8 +147,17 @@ class Assembler:
             ConcurrencyError: if another coroutine is already waiting.
             UnicodeDecodeError: if ``decode=True`` and a binary message is not UTF-8.
         """
-        if not self.messages:
-            await self._wait(lambda: self.messages > 0)
+        if not self.messages:  # inlined _wait(): this is the hot path of recv()
+            if self._waiter is not None:
+                raise ConcurrencyError(_CONCURRENT_RECV)
+            while not self.messages:
+                if self.closed:
+                    raise EOFError("stream of frames ended")
+                self._waiter = self._loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
         frames = self.frames
         frame = frames.popleft()
         opcode, data = frame.opcode, frame.data
