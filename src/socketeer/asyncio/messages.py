@@ -35,8 +35,6 @@ from ..typedefs import Data
 
 __all__ = ["Assembler"]
 
-_CONCURRENT_RECV = "cannot call recv() or recv_frame() while another is waiting"
-
 
 class Assembler:
     """The queue of received data frames between a connection and its readers.
@@ -112,10 +110,11 @@ class Assembler:
         if self.paused:
             self.paused = False  # nothing more to read; the transport is gone
 
-    async def _wait(self, ready: Callable[[], bool]) -> None:
+    async def _wait(self, whole: bool) -> None:
+        """Wait for a whole message, or for any frame."""
         if self._waiter is not None:
-            raise ConcurrencyError(_CONCURRENT_RECV)
-        while not ready():
+            raise ConcurrencyError("cannot call recv() or recv_frame() while another is waiting")
+        while not (self.messages if whole else self.frames):
             if self.closed:
                 raise EOFError("stream of frames ended")
             self._waiter = self._loop.create_future()
@@ -147,17 +146,8 @@ class Assembler:
             ConcurrencyError: if another coroutine is already waiting.
             UnicodeDecodeError: if ``decode=True`` and a binary message is not UTF-8.
         """
-        if not self.messages:  # inlined _wait(): this is the hot path of recv()
-            if self._waiter is not None:
-                raise ConcurrencyError(_CONCURRENT_RECV)
-            while not self.messages:
-                if self.closed:
-                    raise EOFError("stream of frames ended")
-                self._waiter = self._loop.create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+        if not self.messages:
+            await self._wait(True)
         frames = self.frames
         frame = frames.popleft()
         opcode, data = frame.opcode, frame.data
@@ -184,7 +174,7 @@ class Assembler:
         if not self.frames:
             self._frames_wanted = True
             try:
-                await self._wait(lambda: len(self.frames) > 0)
+                await self._wait(False)
             finally:
                 self._frames_wanted = False
         frame = self.frames.popleft()
