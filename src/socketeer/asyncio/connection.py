@@ -412,12 +412,11 @@ class Connection(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._receive(self._buffer[:nbytes])
-
-    def _receive(self, data: bytes | memoryview) -> None:
-        self.protocol.receive_data(data)
+        protocol = self.protocol
+        protocol.receive_data(self._buffer[:nbytes])
         self._process()
-        self._parse_unparsed()
+        if protocol.unparsed:
+            self._parse_unparsed()
 
     def _parse_unparsed(self) -> None:
         # The protocol stops parsing after max_queue messages, so that one read full of
@@ -492,11 +491,17 @@ class Connection(asyncio.BufferedProtocol):
         """After the protocol changed: write, arm the close timer, dispatch the events."""
         protocol = self.protocol
         events = protocol.events_received()
-        self._write_pending()
-        if self._close_timer is None and protocol.close_expected():
+        writes = protocol.data_to_send()
+        if writes:
+            self._write(writes)
+        # While the connection is OPEN, nothing below applies: skip it on the hot path.
+        opened = protocol.state is OPEN
+        if not opened and self._close_timer is None and protocol.close_expected():
             self._arm_close_timer()
         if events:
             self._dispatch(events)
+        if opened:
+            return
         if not protocol.receiving and not self.recv_messages.closed:
             self.recv_messages.close()
         elif protocol.close_sent is not None and self.recv_messages.pausing:
@@ -504,10 +509,15 @@ class Connection(asyncio.BufferedProtocol):
             self.recv_messages.stop_pausing()
 
     def _write_pending(self) -> None:
+        writes = self.protocol.data_to_send()
+        if writes:
+            self._write(writes)
+
+    def _write(self, writes: list[bytes]) -> None:
         transport = self.transport
         if transport is None:
             return
-        for data in self.protocol.data_to_send():
+        for data in writes:
             if data:
                 transport.write(data)
             elif transport.can_write_eof():
