@@ -418,6 +418,14 @@ class TestRedirects:
                 await connect(uri_of(server))
             assert raised.value.response.status_code == 302
 
+    async def test_no_redirect_over_a_unix_socket(self, unix_path: str) -> None:
+        # The socket path leads to one server: a redirect has nowhere else to go.
+        moved = redirecting(lambda r: "/new" if r.path == "/old" else None)
+        async with serve(echo, unix=unix_path, process_request=moved):
+            with pytest.raises(InvalidStatus) as raised:
+                await connect("ws://localhost/old", unix=unix_path)
+            assert raised.value.response.status_code == 302
+
     async def test_invalid_location(self) -> None:
         moved = redirecting(lambda _: "ftp://127.0.0.1/")
         async with serve(echo, "127.0.0.1", 0, process_request=moved) as server:

@@ -194,7 +194,7 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
         )
 
     async def create_connection(self) -> ClientConnection:
-        """Connect, following redirects, within ``open_timeout``.
+        """Connect, following redirects, all within ``open_timeout``.
 
         Raises:
             OSError: if the TCP connection fails.
@@ -202,23 +202,27 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
             HandshakeError: if the opening handshake fails; :exc:`InvalidStatus` carries
                 the server's response when it refused.
         """
+        try:
+            connection = await asyncio.wait_for(self._follow_redirects(), self.open_timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"timed out after {self.open_timeout} s during opening handshake"
+            ) from None
+        self.connection = connection
+        return connection
+
+    async def _follow_redirects(self) -> ClientConnection:
         uri = self.uri
         for _ in range(self.max_redirects + 1):
             try:
-                connection = await asyncio.wait_for(self._connect(uri), self.open_timeout)
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"timed out after {self.open_timeout} s during opening handshake"
-                ) from None
+                return await self._connect(uri)
             except InvalidStatus as exc:
                 location = _redirect_location(exc.response)
-                if location is None:
+                # A Unix socket path or a given socket leads to one server: nowhere else to go.
+                if location is None or self.unix is not None or self.sock is not None:
                     raise
                 uri = _redirect_uri(uri, location)
                 self.logger.info("redirected to %s", location)
-                continue
-            self.connection = connection
-            return connection
         raise SecurityError(f"more than {self.max_redirects} redirects")
 
     async def _connect(self, uri: WebSocketURI) -> ClientConnection:
@@ -289,6 +293,9 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
 
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect again and again: yield each connection, retry after transient failures.
+
+        Leaving the loop with ``break`` closes the last connection only when the iterator is
+        finalized; use ``contextlib.aclosing`` (or close the connection) to close it at once.
 
         Failures that will not heal (an invalid handshake, a 4xx answer other than 429, too
         many redirects, a certificate that fails verification) are raised; others (refused or

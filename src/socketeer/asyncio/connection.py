@@ -30,7 +30,9 @@ Flow control, both ways:
 
 Timers: keepalive pings every ``ping_interval`` (the connection fails with 1011 when a pong
 does not come within ``ping_timeout``), and ``close_timeout`` for the peer to finish the
-closing handshake, after which the transport is aborted.
+closing handshake, after which the transport is aborted. Pongs are read like everything else:
+an application that leaves ``max_queue`` messages unread for longer than ``ping_timeout``
+stops reading, misses the pong, and its own keepalive fails the connection.
 """
 
 from __future__ import annotations
