@@ -207,17 +207,24 @@ class Connection(asyncio.BufferedProtocol):
             pass
         raise self._closed_exc() from self.protocol.parser_exc
 
-    async def __aiter__(self) -> AsyncIterator[Data]:
+    def __aiter__(self) -> Connection:
         """Iterate over messages until the connection closes.
 
         Ends quietly after a normal closure; raises
         :exc:`~socketeer.exceptions.ConnectionClosedError` after an abnormal one.
         """
+        return self
+
+    async def __anext__(self) -> Data:
+        # Not an async generator over recv(): one coroutine frame less per message.
         try:
-            while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
+            return await self.recv_messages.get()
+        except EOFError:
+            pass
+        exc = self._closed_exc()
+        if isinstance(exc, ConnectionClosedOK):
+            raise StopAsyncIteration
+        raise exc from self.protocol.parser_exc
 
     # Sending
 
