@@ -1,0 +1,691 @@
+"""A WebSocket connection on threads: the sans-I/O protocol driven over a blocking socket.
+
+Theory of operation
+-------------------
+
+:class:`Connection` owns a connected socket and, once the opening handshake is done (in the
+thread that connects or accepts, with socket timeouts), one reading thread
+(:attr:`~Connection.recv_events_thread`). That thread reads from the socket, feeds the bytes
+to the sans-I/O :class:`~socketeer.protocol.Protocol` and then, in websockets' order, takes
+the events, writes what the protocol wants written, arms the close deadline if the peer is
+now expected to close the TCP connection, and dispatches the events (data frames to the
+:class:`~socketeer.sync.messages.Assembler`, pongs to the ping waiters).
+
+The application's threads call ``send``, ``ping`` and ``close``, which go to the protocol
+too. :attr:`~Connection.protocol_mutex` guards the protocol and the socket's writes, so that
+frames reach the socket in the order the protocol serialized them; a second lock,
+``send_lock``, keeps a fragmented message whole against other ``send`` calls (control
+frames may still interleave, as RFC 6455 allows). The reading thread never holds the mutex
+while it waits for the socket. No rule of RFC 6455 is decided here.
+
+Backpressure: when ``max_queue`` whole messages wait unread, the reading thread stops reading
+(it waits in :meth:`~socketeer.sync.messages.Assembler.wait_resumed`) and the protocol
+keeps the rest of a read unparsed (its ``max_pending``); once a close frame was sent, reading
+never pauses (the peer's close frame must come through).
+
+Deadlines, kept by the reading thread with :func:`time.monotonic` and a bounded wait on the
+socket (``poll``) rather than socket timeouts, which would also apply to other threads'
+writes: keepalive pings every ``ping_interval`` (failing with 1011 when a pong does not come
+within ``ping_timeout``), and ``close_timeout`` for the peer to finish the closing handshake,
+after which the socket is shut down. A thread that starts the closing handshake itself
+(:meth:`~Connection.close`) waits at most ``close_timeout`` for the reading thread to end,
+then shuts the socket down. Only the reading thread closes the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Literal, overload
+
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+)
+from ..options import ConnectionOptions
+from ..protocol.base import CLOSED, CLOSING, OPEN, Event, Protocol, State
+from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
+from ..protocol.http11 import Request, Response
+from ..protocol.keepalive import Pings
+from ..typedefs import BytesLike, Data, LoggerLike, Subprotocol
+from .messages import Assembler
+
+__all__ = ["Connection", "PongWaiter", "READ_BUFFER_SIZE"]
+
+READ_BUFFER_SIZE = 65_536
+"""Bytes the reading thread reads at once."""
+
+# RFC 6455 section 7.4.1: closes with these codes on both sides are normal.
+_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
+
+
+class PongWaiter:
+    """What :meth:`Connection.ping` returns: set when the pong arrives.
+
+    ``waiter.wait(timeout)`` returns ``True`` once the pong arrived, ``False`` on timeout;
+    :attr:`latency` is then the round-trip time in seconds.
+    """
+
+    def __init__(self) -> None:
+        self.latency: float | None = None
+        """Round-trip time of this ping, in seconds, once its pong arrived."""
+        self._event = threading.Event()
+        self._exc: ConnectionClosed | None = None
+
+    def is_set(self) -> bool:
+        """Whether the pong arrived, or the connection closed first."""
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the pong at most ``timeout`` seconds; return whether it came.
+
+        Raises:
+            ConnectionClosed: if the connection closed before the pong arrived.
+        """
+        done = self._event.wait(timeout)
+        if self._exc is not None:
+            raise self._exc
+        return done
+
+    def set_latency(self, latency: float) -> None:
+        self.latency = latency
+        self._event.set()
+
+    def set_closed(self, exc: ConnectionClosed) -> None:
+        self._exc = exc
+        self._event.set()
+
+
+class Connection:
+    """A WebSocket connection, client or server side; see the module's theory of operation.
+
+    Applications get one from :func:`~socketeer.sync.connect` or in a handler of
+    :func:`~socketeer.sync.serve`; they do not create it.
+    """
+
+    def __init__(self, sock: socket.socket, protocol: Protocol, options: ConnectionOptions):
+        self.socket = sock
+        """The connected socket (an :class:`ssl.SSLSocket` with TLS)."""
+        self.protocol = protocol
+        """The sans-I/O protocol this connection drives."""
+        self.options = options
+        self.logger: LoggerLike = protocol.logger
+        self.debug = protocol.debug
+        self.protocol_mutex = threading.Lock()
+        """Guards :attr:`protocol` and the socket's writes."""
+        self.send_lock = threading.Lock()
+        """Held by :meth:`send` for a whole message, fragments included."""
+        self.recv_messages = Assembler(options.max_queue)
+        protocol.max_pending = options.max_queue
+        self.recv_events_thread = threading.Thread(
+            target=self._recv_events, name=f"socketeer-{protocol.id}", daemon=True
+        )
+        """The reading thread, started once the opening handshake is done."""
+        self._local_address = _address(sock.getsockname)
+        self._remote_address = _address(sock.getpeername)
+        self._pings: Pings[PongWaiter] = Pings()
+        self._keepalive_at: float | None = None
+        self._keepalive_pinged_at: float | None = None  # checking the pong of this ping
+        self._close_deadline: float | None = None
+        self._write_exc: OSError | None = None
+        self._socket_closed = False
+
+    # Public attributes
+
+    @property
+    def id(self) -> uuid.UUID:
+        """Unique identifier of the connection, useful in logs."""
+        return self.protocol.id
+
+    @property
+    def state(self) -> State:
+        """The connection's state: ``CONNECTING``, ``OPEN``, ``CLOSING`` or ``CLOSED``."""
+        return self.protocol.state
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request."""
+        return getattr(self.protocol, "request", None)
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response."""
+        return getattr(self.protocol, "response", None)
+
+    @property
+    def subprotocol(self) -> Subprotocol | None:
+        """The subprotocol negotiated in the opening handshake, if any."""
+        return getattr(self.protocol, "subprotocol", None)
+
+    @property
+    def close_code(self) -> int | None:
+        """RFC 6455's close code once the connection is closed (1006 if abnormal), else None."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """RFC 6455's close reason once the connection is closed, else None."""
+        return self.protocol.close_reason
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last ping answered, in seconds; 0 until one is."""
+        return self._pings.latency
+
+    @property
+    def local_address(self) -> Any:
+        """The local address of the socket (e.g. ``(host, port)``)."""
+        return self._local_address
+
+    @property
+    def remote_address(self) -> Any:
+        """The remote address of the socket (e.g. ``(host, port)``)."""
+        return self._remote_address
+
+    # Receiving
+
+    @overload
+    def recv(self, timeout: float | None = None, *, decode: Literal[True]) -> str: ...
+
+    @overload
+    def recv(self, timeout: float | None = None, *, decode: Literal[False]) -> bytes: ...
+
+    @overload
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data: ...
+
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
+        """Receive the next message: :class:`str` for text, :class:`bytes` for binary.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits forever, ``0`` does not wait.
+            decode: ``False`` returns text messages as bytes (no decoding); ``True`` decodes
+                binary messages as UTF-8 too.
+
+        Raises:
+            TimeoutError: if no message came within ``timeout``.
+            ConnectionClosed: when the connection is closed and every message was received;
+                :exc:`~socketeer.exceptions.ConnectionClosedOK` after a normal closure.
+            ConcurrencyError: if another thread is already waiting in ``recv``.
+        """
+        try:
+            return self.recv_messages.get(decode, timeout)
+        except EOFError:
+            pass
+        raise self._closed_exc() from self.protocol.parser_exc
+
+    def recv_frame(self, timeout: float | None = None) -> Frame:
+        """Receive the next data frame as it arrived (fragments are not joined).
+
+        Raises:
+            TimeoutError: if no frame came within ``timeout``.
+            ConnectionClosed: when the connection is closed and every frame was received.
+            ConcurrencyError: if another thread is already waiting.
+        """
+        try:
+            return self.recv_messages.get_frame(timeout)
+        except EOFError:
+            pass
+        raise self._closed_exc() from self.protocol.parser_exc
+
+    def __iter__(self) -> Iterator[Data]:
+        """Iterate over messages until the connection closes.
+
+        Ends quietly after a normal closure; raises
+        :exc:`~socketeer.exceptions.ConnectionClosedError` after an abnormal one.
+        """
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionClosedOK:
+                return
+
+    # Sending
+
+    def send(
+        self, message: Data | BytesLike | Iterable[Data | BytesLike], *, compress: bool = True
+    ) -> None:
+        """Send a message; block while the socket's buffer is full.
+
+        Args:
+            message: :class:`str` for a text message; bytes-like for a binary message; an
+                iterable of :class:`str` or of bytes for a fragmented message, one frame per
+                item.
+            compress: ``False`` sends this message uncompressed even with permessage-deflate.
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+            TypeError: for any other kind of message.
+        """
+        with self.send_lock:
+            if isinstance(message, str):
+                with self._send_context():
+                    self.protocol.send_text(message, compress=compress)
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                with self._send_context():
+                    self.protocol.send_binary(message, compress=compress)
+            elif isinstance(message, Mapping):
+                raise TypeError("a mapping is not a message; serialize it first")
+            elif isinstance(message, Iterable):
+                self._send_fragments(iter(message), compress)
+            else:
+                raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+
+    def _send_fragments(self, fragments: Iterator[Data | BytesLike], compress: bool) -> None:
+        protocol = self.protocol
+        first = next(fragments, None)
+        if first is None:
+            raise TypeError("a fragmented message needs at least one fragment")
+        text = _is_text(first)
+        with self._send_context():
+            if text:
+                protocol.send_text(first, fin=False, compress=compress)
+            else:
+                protocol.send_binary(_bytes(first), fin=False, compress=compress)
+        try:
+            for fragment in fragments:
+                if _is_text(fragment) is not text:
+                    raise TypeError("all fragments must be str, or all bytes-like")
+                with self._send_context():
+                    protocol.send_continuation(fragment, fin=False)
+            with self._send_context():
+                protocol.send_continuation(b"", fin=True)
+        except BaseException:
+            # The message cannot be finished: RFC 6455 has no way to abort one but closing.
+            with self.protocol_mutex:
+                if protocol.state is OPEN:
+                    protocol.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+                    self._process()
+            raise
+
+    def ping(self, data: Data | None = None) -> PongWaiter:
+        """Send a ping; return a waiter that the pong sets, with the round-trip time.
+
+        Use ``waiter = connection.ping(); waiter.wait(timeout); waiter.latency``.
+
+        Args:
+            data: the ping's payload (at most 125 bytes); unique random bytes by default.
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+            ConcurrencyError: if a ping with the same payload waits for its pong.
+        """
+        waiter = PongWaiter()
+        with self._send_context():
+            payload = self._pings.new_payload() if data is None else _bytes(data)
+            if payload in self._pings:
+                raise ConcurrencyError("already waiting for a pong with the same data")
+            self.protocol.send_ping(payload)
+            self._pings.sent(payload, time.monotonic(), waiter)
+        return waiter
+
+    def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong (pings are answered automatically).
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+        """
+        with self._send_context():
+            self.protocol.send_pong(_bytes(data))
+
+    def send_frame(self, frame: Frame, *, compress: bool = True) -> None:
+        """Send one frame as it is, for tools and proxies; RFC 6455's rules still apply.
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+            ProtocolError: if the frame breaks RFC 6455 on its own.
+        """
+        with self._send_context():
+            self.protocol.send_frame(frame, compress=compress)
+
+    @contextlib.contextmanager
+    def _send_context(self) -> Iterator[None]:
+        """Change the protocol under the mutex, then write what it produced.
+
+        Raises:
+            ConnectionClosed: if the connection is closed, or writing to the socket failed.
+        """
+        with self.protocol_mutex:
+            try:
+                yield
+            except InvalidState:
+                self._raise_if_closed()
+                raise
+            self._write_pending()
+            exc = self._write_exc
+        if exc is not None:
+            # The socket is shut down: the reading thread ends and closes the connection.
+            self._join_reader(self.options.close_timeout)
+            raise self._closed_exc() from exc
+
+    # Closing
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Run the closing handshake and wait for the TCP connection to end.
+
+        Waits at most ``close_timeout`` for the peer, then shuts the socket down. Closing
+        a connection that is already closing or closed just waits for the end. Messages
+        received before can still be read with :meth:`recv`.
+
+        Raises:
+            ValueError: if the code cannot be sent or the reason is too long.
+        """
+        with self.protocol_mutex:
+            protocol = self.protocol
+            if protocol.state is OPEN:
+                if not protocol.sending:
+                    # A fragmented message is underway and will never be finished.
+                    protocol.fail(CloseCode.INTERNAL_ERROR, "close during fragmented message")
+                else:
+                    protocol.send_close(code, reason)
+                self._process()
+        self._join_reader(self.options.close_timeout)
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the connection is closed (the TCP connection ended); ``False`` on
+        timeout."""
+        if threading.current_thread() is not self.recv_events_thread:
+            self.recv_events_thread.join(timeout)
+        return not self.recv_events_thread.is_alive()
+
+    def _join_reader(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` for the reading thread to end, then make it end."""
+        if not self.recv_events_thread.is_alive() and self.recv_events_thread.ident is None:
+            self._abort()  # in the handshake: its thread sees the end and closes the socket
+            return
+        if not self.wait_closed(timeout):
+            if self.debug:
+                self.logger.debug("! timed out waiting for TCP close")
+            self._abort()
+            self.wait_closed()
+
+    def _closed_exc(self) -> ConnectionClosed:
+        protocol = self.protocol
+        rcvd, sent = protocol.close_rcvd, protocol.close_sent
+        ok = rcvd is not None and sent is not None and rcvd.code in _OK_CODES
+        ok = ok and sent is not None and sent.code in _OK_CODES
+        exc_type = ConnectionClosedOK if ok else ConnectionClosedError
+        return exc_type(rcvd, sent, protocol.close_rcvd_then_sent)
+
+    def _raise_if_closed(self) -> None:
+        state = self.protocol.state
+        if state is CLOSING or state is CLOSED:
+            raise self._closed_exc() from self.protocol.parser_exc
+
+    # The opening handshake, in the thread that connects or accepts
+
+    def receive_handshake(self, timeout: float | None) -> Event | None:
+        """Read until the handshake's request or response arrived, before :meth:`start`.
+
+        Returns:
+            The request or response, or ``None`` if the connection ended or the handshake
+            failed (see the protocol's ``handshake_exc``).
+
+        Raises:
+            TimeoutError: if it did not arrive within ``timeout`` seconds.
+            OSError: if reading failed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        protocol = self.protocol
+        while protocol.receiving and protocol.handshake_exc is None:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"timed out after {timeout} s during opening handshake")
+                self.socket.settimeout(remaining)
+            data = self.socket.recv(READ_BUFFER_SIZE)
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+            events = protocol.events_received()
+            self._write_pending()
+            for index, event in enumerate(events):
+                if type(event) is not Frame:
+                    self._dispatch(events[index + 1 :])
+                    return event
+        self._write_pending()
+        return None
+
+    def start(self) -> None:
+        """Start the reading thread (and keepalive pings, if the connection is open)."""
+        self.socket.settimeout(None)
+        if self.protocol.state is OPEN and self.options.ping_interval is not None:
+            self._keepalive_at = time.monotonic() + self.options.ping_interval
+        self.recv_events_thread.start()
+
+    # The reading thread
+
+    def _recv_events(self) -> None:
+        protocol = self.protocol
+        try:
+            with contextlib.ExitStack() as stack:
+                poller = _Poller(self.socket)
+                stack.callback(poller.close)
+                while True:
+                    timeout = self._timeout()
+                    if self.recv_messages.paused:
+                        self.recv_messages.wait_resumed(timeout)
+                    elif protocol.unparsed:
+                        with self.protocol_mutex:
+                            protocol.receive_data(b"")
+                            self._process()
+                        continue
+                    elif poller.readable(timeout):
+                        try:
+                            data = self.socket.recv(READ_BUFFER_SIZE)
+                        except OSError as exc:
+                            if self.debug:
+                                self.logger.debug("! error while reading: %s", exc)
+                            break
+                        if not data:
+                            break
+                        with self.protocol_mutex:
+                            protocol.receive_data(data)
+                            self._process()
+                    self._check_deadlines()
+        except Exception:  # the one catch-all of this driver: a bug, not the peer
+            self.logger.error("unexpected error in reading thread", exc_info=True)
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        with self.protocol_mutex:
+            with contextlib.suppress(InvalidState):  # unless it came already
+                self.protocol.receive_eof()
+            self.protocol.data_to_send()  # nowhere to write it any more
+            self._dispatch(self.protocol.events_received())
+            self._close_socket()
+            closed = self._closed_exc()
+            waiters = self._pings.clear()
+        self.recv_messages.close()
+        for waiter in waiters:
+            waiter.set_closed(closed)
+        self.connection_closed()
+
+    def connection_closed(self) -> None:
+        """Hook for subclasses, called in the reading thread once the connection is closed."""
+
+    def _timeout(self) -> float | None:
+        """Seconds until the next deadline of the reading thread, or ``None``."""
+        deadlines = [d for d in (self._keepalive_at, self._close_deadline) if d is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        if self._close_deadline is not None and now >= self._close_deadline:
+            self._close_deadline = None
+            if self.debug:
+                self.logger.debug("! timed out waiting for TCP close")
+            self._abort()
+        if self._keepalive_at is not None and now >= self._keepalive_at:
+            with self.protocol_mutex:
+                self._keepalive(now)
+
+    def _keepalive(self, now: float) -> None:
+        """Send a keepalive ping; or, when checking the last one, fail if it is overdue."""
+        self._keepalive_at = None
+        protocol = self.protocol
+        if protocol.state is not OPEN:
+            return
+        timeout = self.options.ping_timeout
+        if timeout is not None and self._pings.overdue(now, timeout):
+            if self.debug:
+                self.logger.debug("! timed out waiting for keepalive pong")
+            protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self._write_pending()
+            # A peer that answers no ping will not read a close frame either: do not wait.
+            self._abort()
+            return
+        interval = self.options.ping_interval
+        assert interval is not None
+        pinged_at, self._keepalive_pinged_at = self._keepalive_pinged_at, None
+        if pinged_at is not None:
+            # The pong came in time: the next ping is still due ping_interval after the last.
+            self._keepalive_at = pinged_at + interval
+            return
+        data = self._pings.new_payload()
+        protocol.send_ping(data)
+        self._pings.sent(data, now, PongWaiter())
+        self._write_pending()
+        if timeout is not None and timeout < interval:
+            # Check the pong after ping_timeout, before the next ping is due.
+            self._keepalive_pinged_at = now
+            self._keepalive_at = now + timeout + 0.001
+        else:
+            self._keepalive_at = now + interval
+
+    # Moving bytes and events; the mutex is held
+
+    def _process(self) -> None:
+        """After the protocol changed: write, arm the close deadline, dispatch the events."""
+        protocol = self.protocol
+        events = protocol.events_received()
+        self._write_pending()
+        opened = protocol.state is OPEN
+        if not opened and self._close_deadline is None and protocol.close_expected():
+            timeout = self.options.close_timeout
+            if timeout is not None:
+                self._close_deadline = time.monotonic() + timeout
+        if events:
+            self._dispatch(events)
+        if opened:
+            return
+        if not protocol.receiving and not self.recv_messages.closed:
+            self.recv_messages.close()
+        elif protocol.close_sent is not None and self.recv_messages.pausing:
+            # The peer's close frame may wait behind messages that nobody will read.
+            self.recv_messages.stop_pausing()
+
+    def _write_pending(self) -> None:
+        for data in self.protocol.data_to_send():
+            if self._write_exc is not None or self._socket_closed:
+                continue
+            try:
+                if data:
+                    self.socket.sendall(data)
+                elif isinstance(self.socket, ssl.SSLSocket):
+                    self._abort()  # TLS cannot half-close: end the TCP connection
+                else:
+                    self.socket.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                self._write_exc = exc
+                self._abort()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT:
+                    self.recv_messages.put(event)
+                elif opcode is OP_PONG:
+                    now = time.monotonic()
+                    for waiter, latency in self._pings.pong(event.data, now):
+                        waiter.set_latency(latency)
+
+    def _abort(self) -> None:
+        """Shut the socket down both ways: the reading thread then sees the end and closes it."""
+        if not self._socket_closed:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self.socket, socket.SHUT_RDWR)
+
+    def _close_socket(self) -> None:
+        if not self._socket_closed:
+            self._socket_closed = True
+            self.socket.close()
+
+    # Context manager
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # 1000 even after an exception, as in the asyncio driver.
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.state.name}>"
+
+
+class _Poller:
+    """Waits for a socket to be readable, up to a timeout (``poll`` where it exists)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        if self._poll is not None:
+            self._poll.register(sock, select.POLLIN)
+
+    def readable(self, timeout: float | None) -> bool:
+        if timeout is None:
+            return True  # block in recv()
+        if isinstance(self.socket, ssl.SSLSocket) and self.socket.pending():
+            return True  # decrypted bytes wait in the TLS layer, which poll cannot see
+        if self._poll is not None:
+            return bool(self._poll.poll(timeout * 1000))
+        return bool(select.select([self.socket], [], [], timeout)[0])  # pragma: no cover
+
+    def close(self) -> None:
+        if self._poll is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._poll.unregister(self.socket)
+
+
+def _address(getter: Any) -> Any:
+    try:
+        return getter()
+    except OSError:
+        return None
+
+
+def _is_text(fragment: object) -> bool:
+    """Whether a fragment is text (str) rather than bytes-like.
+
+    Raises:
+        TypeError: if it is neither.
+    """
+    if isinstance(fragment, str):
+        return True
+    if isinstance(fragment, (bytes, bytearray, memoryview)):
+        return False
+    raise TypeError(f"fragment must be str or bytes-like, not {type(fragment).__name__}")
+
+
+def _bytes(data: Data | BytesLike) -> bytes:
+    return data.encode() if isinstance(data, str) else bytes(data)

@@ -1,0 +1,378 @@
+"""WebSocket servers on threads: :func:`serve`, :class:`Server`, :class:`ServerConnection`.
+
+:meth:`Server.serve_forever` accepts connections and starts a thread per connection, which
+runs the TLS handshake and the opening handshake (``process_request``, then the checks of
+RFC 6455 section 4.2 or a plain HTTP answer, then ``process_response``) within
+``open_timeout``, then the application's handler. The connection closes with 1000 when the
+handler returns, and with 1011 when it raises (the exception is logged; the peer learns
+nothing of it). :meth:`Server.shutdown` stops accepting, closes every connection with 1001
+and joins the threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import ConnectionClosed
+from ..options import (
+    CLOSE_TIMEOUT,
+    MAX_QUEUE,
+    OPEN_TIMEOUT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    WRITE_LIMIT,
+    ConnectionOptions,
+)
+from ..protocol.base import MAX_SIZE, OPEN
+from ..protocol.extensions.base import ServerExtensionFactory
+from ..protocol.extensions.permessage_deflate import enable_server_permessage_deflate
+from ..protocol.frames import CloseCode
+from ..protocol.http11 import Request, Response
+from ..protocol.server import SERVER_HEADER, SelectSubprotocol, ServerProtocol
+from ..typedefs import LoggerLike, Origin, StatusLike, Subprotocol
+from .connection import Connection
+
+__all__ = [
+    "serve",
+    "Server",
+    "ServerConnection",
+    "Handler",
+    "ProcessRequest",
+    "ProcessResponse",
+]
+
+Handler = Callable[["ServerConnection"], Any]
+"""The application: a function that runs once per connection, in a thread of its own."""
+
+ProcessRequest = Callable[["ServerConnection", Request], Response | None]
+"""``process_request(connection, request)``: return a response to answer plain HTTP (a
+health check, a page, a refusal), or ``None`` to go on with the WebSocket handshake."""
+
+ProcessResponse = Callable[["ServerConnection", Request, Response], Response | None]
+"""``process_response(connection, request, response)``: change the response in place, or
+return another one."""
+
+
+class ServerConnection(Connection):
+    """The server side of a WebSocket connection, given to the handler."""
+
+    def __init__(
+        self,
+        server: Server,
+        sock: socket.socket,
+        protocol: ServerProtocol,
+        options: ConnectionOptions,
+    ) -> None:
+        super().__init__(sock, protocol, options)
+        self.server = server
+        """The :class:`Server` this connection belongs to."""
+        self.protocol: ServerProtocol = protocol
+
+    def respond(
+        self,
+        status: StatusLike,
+        body: str | bytes,
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """Build a plain HTTP response, for ``process_request``; see the asyncio twin."""
+        response = self.protocol.reject(status, "")
+        response.body = body.encode() if isinstance(body, str) else body
+        del response.headers["Content-Length"]
+        del response.headers["Content-Type"]
+        response.headers["Content-Length"] = str(len(response.body))
+        response.headers["Content-Type"] = content_type
+        response.headers.update(headers)
+        return response
+
+    def run(self, deadline: float | None) -> None:
+        """Run the opening handshake, then the handler, in the connection's thread."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            request = self.receive_handshake(timeout)
+        except OSError as exc:  # TimeoutError included
+            if self.debug:
+                self.logger.debug("! opening handshake failed: %s", exc)
+            request = None
+        if not isinstance(request, Request):
+            self._close_socket()
+            return
+        try:
+            response = self.server.handshake(self, request)
+        except Exception:
+            self.logger.error("opening handshake failed", exc_info=True)
+            response = self.respond(500, "internal server error\n")
+        self.protocol.send_response(response)
+        self._process()
+        if self.protocol.state is not OPEN:
+            self._close_socket()
+            return
+        self.start()
+        self.logger.info("connection open from %s", _format_address(self.remote_address))
+        try:
+            self.server.handler(self)
+        except Exception as exc:
+            # This connection closing under the handler is nothing to report; but while it is
+            # open, a ConnectionClosed comes from another connection.
+            if not isinstance(exc, ConnectionClosed) or self.state is OPEN:
+                self.logger.error("connection handler failed", exc_info=True)
+            self.close(CloseCode.INTERNAL_ERROR)
+        else:
+            self.close()
+        self.logger.info(
+            "connection closed from %s with code %s",
+            _format_address(self.remote_address),
+            self.close_code,
+        )
+
+
+class Server:
+    """A WebSocket server: the listening socket and the open connections.
+
+    Created by :func:`serve`; a context manager that shuts the server down on exit.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: Handler,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        open_timeout: float | None = OPEN_TIMEOUT,
+        options: ConnectionOptions | None = None,
+        protocol_factory: Callable[[], ServerProtocol] | None = None,
+        logger: LoggerLike | None = None,
+    ) -> None:
+        self.socket = sock
+        """The listening socket."""
+        self.handler = handler
+        self.ssl = ssl
+        self.process_request = process_request
+        self.process_response = process_response
+        self.open_timeout = open_timeout
+        self.options = options or ConnectionOptions()
+        self.logger: LoggerLike = logger or logging.getLogger("socketeer.server")
+        self._protocol_factory = protocol_factory or (lambda: ServerProtocol(logger=self.logger))
+        self.connections: set[ServerConnection] = set()
+        """The connections the server holds: in the handshake, open, or closing."""
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()  # guards connections and _threads
+        self._shutdown = threading.Event()
+        self._serving = threading.Lock()  # held by serve_forever
+        self._wake_r, self._wake_w = socket.socketpair()
+        sock.setblocking(False)
+
+    def handshake(self, connection: ServerConnection, request: Request) -> Response:
+        """Answer the request: ``process_request``, the handshake checks, ``process_response``."""
+        response = None
+        if self.process_request is not None:
+            response = self.process_request(connection, request)
+        if response is None:
+            response = connection.protocol.accept(request)
+        if self.process_response is not None:
+            response = self.process_response(connection, request, response) or response
+        return response
+
+    def fileno(self) -> int:
+        """The listening socket's file descriptor."""
+        return self.socket.fileno()
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown` is called, a thread for each."""
+        with self._serving, selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._shutdown.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self.socket and not self._shutdown.is_set():
+                        self._accept()
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.socket.accept()
+        except OSError:  # e.g. the client left before accept(): nothing to do
+            return
+        thread = threading.Thread(target=self._handle, args=(sock,), daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _handle(self, sock: socket.socket) -> None:
+        deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
+        try:
+            try:
+                sock.settimeout(self.open_timeout)
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+                if self.ssl is not None:
+                    sock = self.ssl.wrap_socket(sock, server_side=True)
+            except OSError as exc:
+                self.logger.debug("! TLS handshake failed: %s", exc)
+                sock.close()
+                return
+            connection = ServerConnection(self, sock, self._protocol_factory(), self.options)
+            with self._lock:
+                if self._shutdown.is_set():
+                    sock.close()
+                    return
+                self.connections.add(connection)
+            try:
+                connection.run(deadline)
+            except Exception:  # the one catch-all of the server: a bug, not the peer
+                self.logger.error("connection failed", exc_info=True)
+                connection._abort()
+                connection._close_socket()
+            finally:
+                with self._lock:
+                    self.connections.discard(connection)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def shutdown(self) -> None:
+        """Stop accepting, close every connection with 1001 (going away), join the threads.
+
+        Handlers get ``close_timeout`` to notice that their connection closed and return;
+        the threads of those that do not are left running, with a warning.
+        """
+        self._shutdown.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+        with self._serving:  # wait for serve_forever to return
+            pass
+        with self._lock:
+            connections = list(self.connections)
+            threads = list(self._threads)
+        timeout = self.options.close_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for connection in connections:
+            with connection.protocol_mutex:
+                if connection.state is OPEN and connection.protocol.sending:
+                    connection.protocol.send_close(CloseCode.GOING_AWAY)
+                    connection._process()
+        for connection in connections:
+            connection._join_reader(_remaining(deadline))
+        for thread in threads:
+            thread.join(_remaining(deadline))
+            if thread.is_alive():
+                self.logger.warning("connection handler still running after shutdown")
+        self.socket.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def serve(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    unix: str | None = None,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    origins: Sequence[Origin | None] | None = None,
+    subprotocols: Sequence[Subprotocol] | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
+    compression: str | None = "deflate",
+    extensions: Sequence[ServerExtensionFactory] | None = None,
+    process_request: ProcessRequest | None = None,
+    process_response: ProcessResponse | None = None,
+    server_header: str | None = SERVER_HEADER,
+    open_timeout: float | None = OPEN_TIMEOUT,
+    ping_interval: float | None = PING_INTERVAL,
+    ping_timeout: float | None = PING_TIMEOUT,
+    close_timeout: float | None = CLOSE_TIMEOUT,
+    max_size: int | None = MAX_SIZE,
+    max_queue: int | None = MAX_QUEUE,
+    logger: LoggerLike | None = None,
+) -> Server:
+    """Start a WebSocket server: listen, and return the :class:`Server`.
+
+    ``with serve(handler, host, port) as server: server.serve_forever()``. The arguments
+    are those of :func:`socketeer.serve`, and ``handler`` is a plain function run in a
+    thread per connection.
+
+    Raises:
+        OSError: if the socket cannot listen.
+    """
+    if compression == "deflate":
+        extensions = enable_server_permessage_deflate(extensions)
+    elif compression is not None:
+        raise ValueError(f"unsupported compression: {compression}")
+    logger = logger or logging.getLogger("socketeer.server")
+
+    def protocol_factory() -> ServerProtocol:
+        return ServerProtocol(
+            origins=origins,
+            extensions=extensions,
+            subprotocols=subprotocols,
+            select_subprotocol=select_subprotocol,
+            server_header=server_header,
+            max_size=max_size,
+            logger=logger,
+        )
+
+    protocol_factory()  # fail now, not per connection, on invalid arguments
+    if sock is None:
+        if unix is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(unix)
+                sock.listen()
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_server((host or "", port or 0))
+    server = Server(
+        sock,
+        handler,
+        ssl=ssl,
+        process_request=process_request,
+        process_response=process_response,
+        open_timeout=open_timeout,
+        options=ConnectionOptions(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            max_queue=max_queue,
+            write_limit=WRITE_LIMIT,
+        ),
+        protocol_factory=protocol_factory,
+        logger=logger,
+    )
+    server.logger.info("server listening on %s", _format_address(sock.getsockname()))
+    return server
+
+
+def _format_address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) or "unix socket"

@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sync_helpers import MS, echo, run_server, uri
+
+from socketeer.exceptions import ConnectionClosedError, ConnectionClosedOK
+from socketeer.protocol import State
+from socketeer.protocol.frames import OP_BINARY, OP_CONT, OP_TEXT, CloseCode, Frame
+from socketeer.protocol.http11 import Request
+from socketeer.protocol.server import ServerProtocol
+from socketeer.sync import ServerConnection, connect
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_echo_text_and_binary(compression: str | None) -> None:
+    with run_server(echo, compression=compression) as server:
+        with connect(uri(server), compression=compression, open_timeout=1) as ws:
+            ws.send("héllo")
+            assert ws.recv(timeout=1) == "héllo"
+            ws.send(b"\x00\xff" * 1000)
+            assert ws.recv(timeout=1) == b"\x00\xff" * 1000
+            ws.send(bytearray(b"ba"))
+            assert ws.recv(timeout=1, decode=True) == "ba"
+            assert bool(ws.response and ws.response.headers.get("Sec-WebSocket-Extensions")) is (
+                compression is not None
+            )
+        assert ws.close_code == CloseCode.NORMAL_CLOSURE
+        assert ws.state is State.CLOSED
+
+
+def test_server_sends_first() -> None:
+    def handler(ws: ServerConnection) -> None:
+        ws.send("welcome")
+        ws.recv(timeout=1)
+
+    with run_server(handler) as server, connect(uri(server)) as ws:
+        assert ws.recv(timeout=1) == "welcome"
+        assert ws.remote_address == server.socket.getsockname()
+        ws.send("bye")
+
+
+def test_fragments_both_ways() -> None:
+    def handler(ws: ServerConnection) -> None:
+        frames = [ws.recv_frame(timeout=1) for _ in range(3)]
+        assert [f.opcode for f in frames] == [OP_TEXT, OP_CONT, OP_CONT]
+        ws.send([b"ab", b"cd"])
+        ws.recv(timeout=1)
+
+    with run_server(handler, compression=None) as server:
+        with connect(uri(server), compression=None) as ws:
+            ws.send(["fr", "ag"])
+            assert ws.recv(timeout=1) == b"abcd"
+            ws.send("done")
+
+
+def test_mixed_fragments_fail_with_1011() -> None:
+    with run_server(echo) as server, connect(uri(server)) as ws:
+        with pytest.raises(TypeError):
+            ws.send(["text", b"bytes"])
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=1)
+        assert ws.protocol.close_sent is not None
+        assert ws.protocol.close_sent.code == CloseCode.INTERNAL_ERROR
+
+
+def test_send_frame_and_bad_message() -> None:
+    with run_server(echo) as server, connect(uri(server)) as ws:
+        ws.send_frame(Frame(OP_BINARY, b"raw"))
+        assert ws.recv(timeout=1) == b"raw"
+        with pytest.raises(TypeError):
+            ws.send({"not": "a message"})  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            ws.send(42)  # type: ignore[arg-type]
+
+
+def test_recv_timeout() -> None:
+    with run_server(echo) as server, connect(uri(server)) as ws:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=20 * MS)
+        assert time.monotonic() - started < 1
+        ws.send("still works")
+        assert ws.recv(timeout=1) == "still works"
+
+
+def test_ping_latency_and_pong() -> None:
+    with run_server(echo) as server, connect(uri(server)) as ws:
+        waiter = ws.ping()
+        assert waiter.wait(1)
+        assert waiter.latency is not None and waiter.latency > 0
+        assert ws.latency == waiter.latency
+        assert ws.ping(b"custom").wait(1)
+        ws.pong(b"unsolicited")
+
+
+def test_ping_waiter_fails_on_close() -> None:
+    with run_server(lambda ws: ws.recv(timeout=1)) as server:
+        # The server's reading thread stops when the handler returns: close now.
+        with connect(uri(server)) as ws:
+            ws.send("go")
+            with pytest.raises(ConnectionClosedOK):
+                ws.recv(timeout=1)
+        with pytest.raises(ConnectionClosedOK):
+            ws.ping()
+
+
+@pytest.mark.parametrize("code", [CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, 4000])
+def test_client_closes_with_code(code: int) -> None:
+    seen: list[tuple[int | None, str | None]] = []
+
+    def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosedOK, ConnectionClosedError):
+            ws.recv(timeout=1)
+        seen.append((ws.close_code, ws.close_reason))
+
+    with run_server(handler) as server:
+        ws = connect(uri(server))
+        ws.close(code, "reason")
+        assert ws.wait_closed(1)
+    assert seen == [(code, "reason")]
+
+
+def test_server_closes_with_code() -> None:
+    with run_server(lambda ws: ws.close(4001, "server reason")) as server:
+        with connect(uri(server)) as ws:
+            with pytest.raises(ConnectionClosedError) as info:
+                ws.recv(timeout=1)
+        assert ws.close_code == 4001 and ws.close_reason == "server reason"
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4001
+
+
+def test_iteration_ends_quietly_on_normal_close() -> None:
+    def handler(ws: ServerConnection) -> None:
+        for i in range(3):
+            ws.send(str(i))
+
+    with run_server(handler) as server, connect(uri(server)) as ws:
+        assert list(ws) == ["0", "1", "2"]
+
+
+def test_iteration_raises_on_abnormal_close() -> None:
+    def handler(ws: ServerConnection) -> None:
+        ws.send("x")
+        raise RuntimeError("handler fails")
+
+    with run_server(handler) as server, connect(uri(server)) as ws:
+        with pytest.raises(ConnectionClosedError):
+            for _ in ws:
+                pass
+        assert ws.close_code == CloseCode.INTERNAL_ERROR
+
+
+def test_backpressure_blocks_reading_thread() -> None:
+    sent = threading.Event()
+    release = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        for _ in range(1000):
+            ws.send(b"x" * 32768)  # 32 MB: more than the kernel buffers
+        sent.set()
+        release.wait(2)
+
+    with run_server(handler, compression=None) as server:
+        # A small receive buffer, so that the kernel cannot hold what the server sends.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.connect(server.socket.getsockname())
+        with connect(uri(server), sock=sock, max_queue=4, compression=None) as ws:
+            time.sleep(100 * MS)
+            # The reader stopped reading: the queue holds max_queue messages, not 1000.
+            assert ws.recv_messages.paused
+            assert 4 <= ws.recv_messages.messages <= 8
+            assert len(ws.protocol._buffer) <= 65536 + 32768
+            assert not sent.is_set()
+            received = sum(1 for _ in range(1000) if ws.recv(timeout=1))
+            assert received == 1000
+            assert sent.wait(1)
+            release.set()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP server that answers the opening handshake, then never reads nor writes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    peers: list[socket.socket] = []
+
+    def accept() -> None:
+        peer, _ = listener.accept()
+        peers.append(peer)
+        protocol = ServerProtocol()
+        protocol.receive_data(peer.recv(65536))
+        (request,) = protocol.events_received()
+        assert isinstance(request, Request)
+        protocol.send_response(protocol.accept(request))
+        peer.sendall(b"".join(protocol.data_to_send()))
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(1)
+        for peer in peers:
+            peer.close()
+        listener.close()
+
+
+def test_keepalive_timeout_against_silent_peer() -> None:
+    with silent_server() as port:
+        ws = connect(
+            f"ws://127.0.0.1:{port}/",
+            compression=None,
+            ping_interval=20 * MS,
+            ping_timeout=20 * MS,
+            close_timeout=1,
+        )
+        assert ws.wait_closed(1)
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=0)
+        assert ws.protocol.close_sent is not None
+        assert ws.protocol.close_sent.code == CloseCode.INTERNAL_ERROR
+        ws.close()
+
+
+def test_keepalive_keeps_a_live_connection() -> None:
+    options: dict[str, Any] = {"ping_interval": 10 * MS, "ping_timeout": 50 * MS}
+    with run_server(echo, **options) as server, connect(uri(server), **options) as ws:
+        time.sleep(100 * MS)
+        assert ws.state is State.OPEN and ws.latency > 0
+        ws.send("alive")
+        assert ws.recv(timeout=1) == "alive"
+
+
+def test_close_timeout_against_silent_peer() -> None:
+    with silent_server() as port:
+        ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=None, close_timeout=50 * MS)
+        started = time.monotonic()
+        ws.close()
+        assert time.monotonic() - started < 1
+        assert ws.state is State.CLOSED and ws.close_code == CloseCode.ABNORMAL_CLOSURE
