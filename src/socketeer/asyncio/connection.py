@@ -39,24 +39,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Hashable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, cast, overload
 
+from ..connection import ConnectionBase, as_bytes, is_text
 from ..exceptions import (
     ConcurrencyError,
-    ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
     InvalidState,
 )
 from ..options import ConnectionOptions
-from ..protocol.base import CLOSED, CLOSING, CONNECTING, OPEN, Event, Protocol, State
+from ..protocol.base import CONNECTING, OPEN, Event, Protocol
 from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
-from ..protocol.http11 import Request, Response
 from ..protocol.keepalive import Pings
-from ..typedefs import BytesLike, Data, LoggerLike, Subprotocol
+from ..typedefs import BytesLike, Data, LoggerLike
 from .messages import Assembler
 
 __all__ = ["Connection", "READ_BUFFER_SIZE", "broadcast", "BroadcastResult"]
@@ -78,11 +75,7 @@ def _read_buffer() -> memoryview:
     return buffer
 
 
-# RFC 6455 section 7.4.1: closes with these codes on both sides are normal.
-_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
-
-
-class Connection(asyncio.BufferedProtocol):
+class Connection(ConnectionBase, asyncio.BufferedProtocol):
     """A WebSocket connection, client or server side; see the module's theory of operation.
 
     Applications get one from :func:`~socketeer.connect` or in a handler of
@@ -112,46 +105,6 @@ class Connection(asyncio.BufferedProtocol):
         self._close_timer: asyncio.TimerHandle | None = None
 
     # Public attributes
-
-    @property
-    def id(self) -> uuid.UUID:
-        """Unique identifier of the connection, useful in logs."""
-        return self.protocol.id
-
-    @property
-    def state(self) -> State:
-        """The connection's state: ``CONNECTING``, ``OPEN``, ``CLOSING`` or ``CLOSED``."""
-        return self.protocol.state
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake request."""
-        return getattr(self.protocol, "request", None)
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake response."""
-        return getattr(self.protocol, "response", None)
-
-    @property
-    def subprotocol(self) -> Subprotocol | None:
-        """The subprotocol negotiated in the opening handshake, if any."""
-        return getattr(self.protocol, "subprotocol", None)
-
-    @property
-    def close_code(self) -> int | None:
-        """RFC 6455's close code once the connection is closed (1006 if abnormal), else None."""
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """RFC 6455's close reason once the connection is closed, else None."""
-        return self.protocol.close_reason
-
-    @property
-    def latency(self) -> float:
-        """Round-trip time of the last ping answered, in seconds; 0 until one is."""
-        return self._pings.latency
 
     @property
     def local_address(self) -> Any:
@@ -280,19 +233,19 @@ class Connection(asyncio.BufferedProtocol):
             first = await anext_or_none(fragments)
             if first is None:
                 raise TypeError("a fragmented message needs at least one fragment")
-            text = _is_text(first)
+            text = is_text(first)
             try:
                 if text:
                     protocol.send_text(first, fin=False, compress=compress)
                 else:
-                    protocol.send_binary(_bytes(first), fin=False, compress=compress)
+                    protocol.send_binary(as_bytes(first), fin=False, compress=compress)
             except InvalidState:
                 self._raise_if_closed()
                 raise
             self._write_pending()
             try:
                 while (fragment := await anext_or_none(fragments)) is not None:
-                    if _is_text(fragment) is not text:
+                    if is_text(fragment) is not text:
                         raise TypeError("all fragments must be str, or all bytes-like")
                     protocol.send_continuation(fragment, fin=False)
                     self._write_pending()
@@ -326,7 +279,7 @@ class Connection(asyncio.BufferedProtocol):
             ConnectionClosed: if the connection is closing or closed.
             ConcurrencyError: if a ping with the same payload waits for its pong.
         """
-        payload = self._pings.new_payload() if data is None else _bytes(data)
+        payload = self._pings.new_payload() if data is None else as_bytes(data)
         if payload in self._pings:
             raise ConcurrencyError("already waiting for a pong with the same data")
         try:
@@ -346,7 +299,7 @@ class Connection(asyncio.BufferedProtocol):
             ConnectionClosed: if the connection is closing or closed.
         """
         try:
-            self.protocol.send_pong(_bytes(data))
+            self.protocol.send_pong(as_bytes(data))
         except InvalidState:
             self._raise_if_closed()
             raise
@@ -396,19 +349,6 @@ class Connection(asyncio.BufferedProtocol):
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (the TCP connection ended)."""
         await asyncio.shield(self._closed)
-
-    def _closed_exc(self) -> ConnectionClosed:
-        protocol = self.protocol
-        rcvd, sent = protocol.close_rcvd, protocol.close_sent
-        ok = rcvd is not None and sent is not None and rcvd.code in _OK_CODES
-        ok = ok and sent is not None and sent.code in _OK_CODES
-        exc_type = ConnectionClosedOK if ok else ConnectionClosedError
-        return exc_type(rcvd, sent, protocol.close_rcvd_then_sent)
-
-    def _raise_if_closed(self) -> None:
-        state = self.protocol.state
-        if state is CLOSING or state is CLOSED:
-            raise self._closed_exc() from self.protocol.parser_exc
 
     # asyncio.BufferedProtocol
 
@@ -626,23 +566,6 @@ class Connection(asyncio.BufferedProtocol):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.state.name}>"
-
-
-def _is_text(fragment: object) -> bool:
-    """Whether a fragment is text (str) rather than bytes-like.
-
-    Raises:
-        TypeError: if it is neither.
-    """
-    if isinstance(fragment, str):
-        return True
-    if isinstance(fragment, (bytes, bytearray, memoryview)):
-        return False
-    raise TypeError(f"fragment must be str or bytes-like, not {type(fragment).__name__}")
-
-
-def _bytes(data: Data | BytesLike) -> bytes:
-    return data.encode() if isinstance(data, str) else bytes(data)
 
 
 async def aiter_of(items: Iterable[Data | BytesLike]) -> AsyncIterator[Data | BytesLike]:

@@ -91,14 +91,7 @@ class ServerConnection(Connection):
             content_type: the ``Content-Type`` header.
             headers: more headers.
         """
-        response = self.protocol.reject(status, "")
-        response.body = body.encode() if isinstance(body, str) else body
-        del response.headers["Content-Length"]
-        del response.headers["Content-Type"]
-        response.headers["Content-Length"] = str(len(response.body))
-        response.headers["Content-Type"] = content_type
-        response.headers.update(headers)
-        return response
+        return self.protocol.respond(status, body, content_type=content_type, headers=headers)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import http
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..exceptions import (
     HandshakeError,
@@ -277,7 +277,7 @@ class ServerProtocol(Protocol):
         return chosen
 
     def reject(self, status: StatusLike, text: str) -> Response:
-        """Build an HTTP response that refuses the upgrade or answers plain HTTP.
+        """Build an HTTP response that refuses the upgrade.
 
         Args:
             status: the status code, e.g. 404 or ``http.HTTPStatus.NOT_FOUND``.
@@ -286,14 +286,36 @@ class ServerProtocol(Protocol):
         Returns:
             The response; queue it with :meth:`send_response`.
         """
+        return self.respond(status, text if text.endswith("\n") else text + "\n")
+
+    def respond(
+        self,
+        status: StatusLike,
+        body: str | bytes,
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """Build a plain HTTP response, e.g. a health check or a page, instead of upgrading.
+
+        Args:
+            status: the status code, e.g. 200 or ``http.HTTPStatus.NOT_FOUND``.
+            body: the body; :class:`str` is encoded to UTF-8.
+            content_type: the ``Content-Type`` header.
+            headers: more headers.
+
+        Returns:
+            The response; queue it with :meth:`send_response`. The connection closes after it.
+        """
         status = http.HTTPStatus(status)
-        body = text.encode() if text.endswith("\n") else (text + "\n").encode()
-        headers = Headers()
-        self._add_common_headers(headers)
-        headers["Connection"] = "close"
-        headers["Content-Length"] = str(len(body))
-        headers["Content-Type"] = "text/plain; charset=utf-8"
-        return Response(status.value, status.phrase, headers, body)
+        data = body.encode() if isinstance(body, str) else body
+        response_headers = Headers()
+        self._add_common_headers(response_headers)
+        response_headers["Connection"] = "close"
+        response_headers["Content-Length"] = str(len(data))
+        response_headers["Content-Type"] = content_type
+        response_headers.update(headers)
+        return Response(status.value, status.phrase, response_headers, data)
 
     def _add_common_headers(self, headers: Headers) -> None:
         headers["Date"] = email.utils.formatdate(usegmt=True)

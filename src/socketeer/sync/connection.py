@@ -40,33 +40,28 @@ import socket
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, overload
 
+from ..connection import ConnectionBase, as_bytes, is_text
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
     InvalidState,
 )
 from ..options import ConnectionOptions
-from ..protocol.base import CLOSED, CLOSING, OPEN, Event, Protocol, State
+from ..protocol.base import OPEN, Event, Protocol
 from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
-from ..protocol.http11 import Request, Response
 from ..protocol.keepalive import Pings
-from ..typedefs import BytesLike, Data, LoggerLike, Subprotocol
+from ..typedefs import BytesLike, Data, LoggerLike
 from .messages import Assembler
 
 __all__ = ["Connection", "PongWaiter", "READ_BUFFER_SIZE"]
 
 READ_BUFFER_SIZE = 65_536
 """Bytes the reading thread reads at once."""
-
-# RFC 6455 section 7.4.1: closes with these codes on both sides are normal.
-_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
 
 class PongWaiter:
@@ -106,7 +101,7 @@ class PongWaiter:
         self._event.set()
 
 
-class Connection:
+class Connection(ConnectionBase):
     """A WebSocket connection, client or server side; see the module's theory of operation.
 
     Applications get one from :func:`~socketeer.sync.connect` or in a handler of
@@ -141,46 +136,6 @@ class Connection:
         self._socket_closed = False
 
     # Public attributes
-
-    @property
-    def id(self) -> uuid.UUID:
-        """Unique identifier of the connection, useful in logs."""
-        return self.protocol.id
-
-    @property
-    def state(self) -> State:
-        """The connection's state: ``CONNECTING``, ``OPEN``, ``CLOSING`` or ``CLOSED``."""
-        return self.protocol.state
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake request."""
-        return getattr(self.protocol, "request", None)
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake response."""
-        return getattr(self.protocol, "response", None)
-
-    @property
-    def subprotocol(self) -> Subprotocol | None:
-        """The subprotocol negotiated in the opening handshake, if any."""
-        return getattr(self.protocol, "subprotocol", None)
-
-    @property
-    def close_code(self) -> int | None:
-        """RFC 6455's close code once the connection is closed (1006 if abnormal), else None."""
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """RFC 6455's close reason once the connection is closed, else None."""
-        return self.protocol.close_reason
-
-    @property
-    def latency(self) -> float:
-        """Round-trip time of the last ping answered, in seconds; 0 until one is."""
-        return self._pings.latency
 
     @property
     def local_address(self) -> Any:
@@ -285,15 +240,15 @@ class Connection:
         first = next(fragments, None)
         if first is None:
             raise TypeError("a fragmented message needs at least one fragment")
-        text = _is_text(first)
+        text = is_text(first)
         with self._send_context():
             if text:
                 protocol.send_text(first, fin=False, compress=compress)
             else:
-                protocol.send_binary(_bytes(first), fin=False, compress=compress)
+                protocol.send_binary(as_bytes(first), fin=False, compress=compress)
         try:
             for fragment in fragments:
-                if _is_text(fragment) is not text:
+                if is_text(fragment) is not text:
                     raise TypeError("all fragments must be str, or all bytes-like")
                 with self._send_context():
                     protocol.send_continuation(fragment, fin=False)
@@ -321,7 +276,7 @@ class Connection:
         """
         waiter = PongWaiter()
         with self._send_context():
-            payload = self._pings.new_payload() if data is None else _bytes(data)
+            payload = self._pings.new_payload() if data is None else as_bytes(data)
             if payload in self._pings:
                 raise ConcurrencyError("already waiting for a pong with the same data")
             self.protocol.send_ping(payload)
@@ -335,7 +290,7 @@ class Connection:
             ConnectionClosed: if the connection is closing or closed.
         """
         with self._send_context():
-            self.protocol.send_pong(_bytes(data))
+            self.protocol.send_pong(as_bytes(data))
 
     def send_frame(self, frame: Frame, *, compress: bool = True) -> None:
         """Send one frame as it is, for tools and proxies; RFC 6455's rules still apply.
@@ -407,19 +362,6 @@ class Connection:
                 self.logger.debug("! timed out waiting for TCP close")
             self._abort()
             self.wait_closed()
-
-    def _closed_exc(self) -> ConnectionClosed:
-        protocol = self.protocol
-        rcvd, sent = protocol.close_rcvd, protocol.close_sent
-        ok = rcvd is not None and sent is not None and rcvd.code in _OK_CODES
-        ok = ok and sent is not None and sent.code in _OK_CODES
-        exc_type = ConnectionClosedOK if ok else ConnectionClosedError
-        return exc_type(rcvd, sent, protocol.close_rcvd_then_sent)
-
-    def _raise_if_closed(self) -> None:
-        state = self.protocol.state
-        if state is CLOSING or state is CLOSED:
-            raise self._closed_exc() from self.protocol.parser_exc
 
     # The opening handshake, in the thread that connects or accepts
 
@@ -672,20 +614,3 @@ def _address(getter: Any) -> Any:
         return getter()
     except OSError:
         return None
-
-
-def _is_text(fragment: object) -> bool:
-    """Whether a fragment is text (str) rather than bytes-like.
-
-    Raises:
-        TypeError: if it is neither.
-    """
-    if isinstance(fragment, str):
-        return True
-    if isinstance(fragment, (bytes, bytearray, memoryview)):
-        return False
-    raise TypeError(f"fragment must be str or bytes-like, not {type(fragment).__name__}")
-
-
-def _bytes(data: Data | BytesLike) -> bytes:
-    return data.encode() if isinstance(data, str) else bytes(data)

@@ -86,14 +86,7 @@ class ServerConnection(Connection):
         headers: Iterable[tuple[str, str]] = (),
     ) -> Response:
         """Build a plain HTTP response, for ``process_request``; see the asyncio twin."""
-        response = self.protocol.reject(status, "")
-        response.body = body.encode() if isinstance(body, str) else body
-        del response.headers["Content-Length"]
-        del response.headers["Content-Type"]
-        response.headers["Content-Length"] = str(len(response.body))
-        response.headers["Content-Type"] = content_type
-        response.headers.update(headers)
-        return response
+        return self.protocol.respond(status, body, content_type=content_type, headers=headers)
 
     def run(self, deadline: float | None) -> None:
         """Run the opening handshake, then the handler, in the connection's thread."""
