@@ -52,7 +52,7 @@ from ..exceptions import (
 from ..options import ConnectionOptions
 from ..protocol.base import CONNECTING, OPEN, Event, Protocol
 from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
-from ..protocol.keepalive import Pings
+from ..protocol.keepalive import Keepalive, KeepaliveAction, Pings
 from ..typedefs import BytesLike, Data, LoggerLike
 from .messages import Assembler
 
@@ -101,6 +101,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._fragmented_send: asyncio.Future[None] | None = None
         self._pings: Pings[asyncio.Future[float]] = Pings()
+        self._keepalive = Keepalive(options.ping_interval, options.ping_timeout)
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
 
@@ -506,38 +507,27 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     def start_keepalive(self) -> None:
         """Send a ping every ``ping_interval`` seconds, once the connection is open."""
-        if self.options.ping_interval is not None:
-            self._keepalive_timer = self.loop.call_later(
-                self.options.ping_interval, self._keepalive
-            )
+        deadline = self._keepalive.start(self.loop.time())
+        if deadline is not None:
+            self._keepalive_timer = self.loop.call_at(deadline, self._on_keepalive)
 
-    def _keepalive(self, pinged_at: float | None = None) -> None:
-        """Send a keepalive ping; or, given when the last one was sent, check its pong."""
+    def _on_keepalive(self) -> None:
         self._keepalive_timer = None
-        protocol = self.protocol
-        if protocol.state is not OPEN:
+        if self.protocol.state is not OPEN:
             return
         now = self.loop.time()
-        timeout = self.options.ping_timeout
-        if timeout is not None and self._pings.overdue(now, timeout):
+        action, deadline = self._keepalive.due(now, self._pings)
+        if action is KeepaliveAction.FAIL:
             self._fail_keepalive()
             return
-        interval = self.options.ping_interval
-        assert interval is not None
-        if pinged_at is not None:
-            # The pong came in time: the next ping is still due ping_interval after the last.
-            self._keepalive_timer = self.loop.call_at(pinged_at + interval, self._keepalive)
-            return
-        data = self._pings.new_payload()
-        protocol.send_ping(data)
-        waiter: asyncio.Future[float] = self.loop.create_future()
-        self._pings.sent(data, now, waiter)
-        self._write_pending()
-        if timeout is not None and timeout < interval:
-            # Check the pong after ping_timeout, before the next ping is due.
-            self._keepalive_timer = self.loop.call_later(timeout + 0.001, self._keepalive, now)
-        else:
-            self._keepalive_timer = self.loop.call_later(interval, self._keepalive)
+        if action is KeepaliveAction.PING:
+            data = self._pings.new_payload()
+            self.protocol.send_ping(data)
+            waiter: asyncio.Future[float] = self.loop.create_future()
+            self._pings.sent(data, now, waiter)
+            self._write_pending()
+        assert deadline is not None
+        self._keepalive_timer = self.loop.call_at(deadline, self._on_keepalive)
 
     def _fail_keepalive(self) -> None:
         if self.debug:

@@ -1,4 +1,4 @@
-"""Pings in flight and the round-trip times they measure (RFC 6455 sections 5.5.2 and 5.5.3).
+"""Keepalive pings: their schedule, the pings in flight and the round trips they measure.
 
 Clock-dependent policy with the clock passed in (``now``), so that the asyncio and the
 threaded drivers share it. A waiter is whatever the driver wakes when the pong arrives (a
@@ -10,10 +10,11 @@ peer answer only the most recent of several pings.
 
 from __future__ import annotations
 
+import enum
 import os
 from typing import Generic, TypeVar
 
-__all__ = ["Pings"]
+__all__ = ["Pings", "Keepalive", "KeepaliveAction"]
 
 W = TypeVar("W")
 
@@ -78,3 +79,52 @@ class Pings(Generic[W]):
         waiters = [waiter for _, waiter in self._pending.values()]
         self._pending.clear()
         return waiters
+
+
+class KeepaliveAction(enum.Enum):
+    """What a driver does at a keepalive deadline."""
+
+    PING = "ping"
+    """Send a keepalive ping (and record it in :class:`Pings`)."""
+    WAIT = "wait"
+    """Nothing: the last ping was answered in time; wait for the next deadline."""
+    FAIL = "fail"
+    """A pong is overdue: fail the connection with 1011 and drop it."""
+
+
+class Keepalive:
+    """When to send keepalive pings and when to give up on their pongs.
+
+    The driver calls :meth:`start` once the connection is open and :meth:`due` at each
+    deadline it returns, with its own clock; both drivers share this policy. A ping goes out
+    every ``interval`` seconds; when ``timeout`` is shorter than ``interval``, its pong is
+    checked ``timeout`` after it was sent, and the next ping is still due ``interval`` after
+    the last one.
+
+    Args:
+        interval: seconds between pings; ``None`` sends none.
+        timeout: seconds to wait for a pong; ``None`` waits forever.
+    """
+
+    def __init__(self, interval: float | None, timeout: float | None) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self._pinged_at: float | None = None  # a pong check is due for the ping sent then
+
+    def start(self, now: float) -> float | None:
+        """The first deadline, or ``None`` when keepalive is off."""
+        return None if self.interval is None else now + self.interval
+
+    def due(self, now: float, pings: Pings[W]) -> tuple[KeepaliveAction, float | None]:
+        """At a deadline: what to do, and the next deadline (``None`` after a failure)."""
+        assert self.interval is not None, "due() is only called after start() set a deadline"
+        timeout = self.timeout
+        if timeout is not None and pings.overdue(now, timeout):
+            return KeepaliveAction.FAIL, None
+        pinged_at, self._pinged_at = self._pinged_at, None
+        if pinged_at is not None:
+            return KeepaliveAction.WAIT, pinged_at + self.interval
+        if timeout is not None and timeout < self.interval:
+            self._pinged_at = now
+            return KeepaliveAction.PING, now + timeout + 0.001
+        return KeepaliveAction.PING, now + self.interval

@@ -54,7 +54,7 @@ from ..exceptions import (
 from ..options import ConnectionOptions
 from ..protocol.base import OPEN, Event, Protocol
 from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
-from ..protocol.keepalive import Pings
+from ..protocol.keepalive import Keepalive, KeepaliveAction, Pings
 from ..typedefs import BytesLike, Data, LoggerLike
 from .messages import Assembler
 
@@ -129,8 +129,8 @@ class Connection(ConnectionBase):
         self._local_address = _address(sock.getsockname)
         self._remote_address = _address(sock.getpeername)
         self._pings: Pings[PongWaiter] = Pings()
+        self._keepalive_policy = Keepalive(options.ping_interval, options.ping_timeout)
         self._keepalive_at: float | None = None
-        self._keepalive_pinged_at: float | None = None  # checking the pong of this ping
         self._close_deadline: float | None = None
         self._write_exc: OSError | None = None
         self._socket_closed = False
@@ -401,8 +401,8 @@ class Connection(ConnectionBase):
     def start(self) -> None:
         """Start the reading thread (and keepalive pings, if the connection is open)."""
         self.socket.settimeout(None)
-        if self.protocol.state is OPEN and self.options.ping_interval is not None:
-            self._keepalive_at = time.monotonic() + self.options.ping_interval
+        if self.protocol.state is OPEN:
+            self._keepalive_at = self._keepalive_policy.start(time.monotonic())
         self.recv_events_thread.start()
 
     # The reading thread
@@ -476,37 +476,24 @@ class Connection(ConnectionBase):
                 self._keepalive(now)
 
     def _keepalive(self, now: float) -> None:
-        """Send a keepalive ping; or, when checking the last one, fail if it is overdue."""
+        """At a keepalive deadline: send a ping, or fail if a pong is overdue."""
         self._keepalive_at = None
         protocol = self.protocol
         if protocol.state is not OPEN:
             return
-        timeout = self.options.ping_timeout
-        if timeout is not None and self._pings.overdue(now, timeout):
+        action, self._keepalive_at = self._keepalive_policy.due(now, self._pings)
+        if action is KeepaliveAction.FAIL:
             if self.debug:
                 self.logger.debug("! timed out waiting for keepalive pong")
             protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             self._write_pending()
             # A peer that answers no ping will not read a close frame either: do not wait.
             self._abort()
-            return
-        interval = self.options.ping_interval
-        assert interval is not None
-        pinged_at, self._keepalive_pinged_at = self._keepalive_pinged_at, None
-        if pinged_at is not None:
-            # The pong came in time: the next ping is still due ping_interval after the last.
-            self._keepalive_at = pinged_at + interval
-            return
-        data = self._pings.new_payload()
-        protocol.send_ping(data)
-        self._pings.sent(data, now, PongWaiter())
-        self._write_pending()
-        if timeout is not None and timeout < interval:
-            # Check the pong after ping_timeout, before the next ping is due.
-            self._keepalive_pinged_at = now
-            self._keepalive_at = now + timeout + 0.001
-        else:
-            self._keepalive_at = now + interval
+        elif action is KeepaliveAction.PING:
+            data = self._pings.new_payload()
+            protocol.send_ping(data)
+            self._pings.sent(data, now, PongWaiter())
+            self._write_pending()
 
     # Moving bytes and events; the mutex is held
 
