@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from typing import Protocol as TypingProtocol
 
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .protocol.base import CLOSED, CLOSING, Protocol, State
@@ -17,7 +18,7 @@ from .protocol.http11 import Request, Response
 from .protocol.keepalive import Pings
 from .typedefs import BytesLike, Data, Subprotocol
 
-__all__ = ["ConnectionBase", "OK_CLOSE_CODES", "is_text", "as_bytes"]
+__all__ = ["ConnectionBase", "OK_CLOSE_CODES", "is_text", "as_bytes", "format_address"]
 
 OK_CLOSE_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
@@ -25,11 +26,23 @@ OK_CLOSE_CODES = frozenset(
 """Close codes that make a normal closure when both close frames carry one (RFC 6455 7.4.1)."""
 
 
+class _Queue(TypingProtocol):
+    """What this module needs of a driver's Assembler."""
+
+    closed: bool
+    pausing: bool
+
+    def close(self) -> None: ...
+
+    def stop_pausing(self) -> None: ...
+
+
 class ConnectionBase:
     """The attributes and the closed-connection error of a connection, from its protocol."""
 
     protocol: Protocol
     """The sans-I/O protocol the connection drives."""
+    recv_messages: _Queue
     _pings: Pings[Any]
 
     @property
@@ -85,6 +98,18 @@ class ConnectionBase:
         exc_type = ConnectionClosedOK if ok else ConnectionClosedError
         return exc_type(rcvd, sent, protocol.close_rcvd_then_sent)
 
+    def _closing_queue(self) -> None:
+        """Once the connection is no longer OPEN, keep the queue of received frames in step.
+
+        No frame comes after the peer's close frame or a failure: the queue ends. Once this
+        side sent its close frame, reading never pauses any more, since the peer's close frame
+        may wait behind messages that nobody will read.
+        """
+        if not self.protocol.receiving and not self.recv_messages.closed:
+            self.recv_messages.close()
+        elif self.protocol.close_sent is not None and self.recv_messages.pausing:
+            self.recv_messages.stop_pausing()
+
     def _raise_if_closed(self) -> None:
         """Raise :meth:`_closed_exc` if the connection is closing or closed."""
         state = self.protocol.state
@@ -108,3 +133,11 @@ def is_text(fragment: object) -> bool:
 def as_bytes(data: Data | BytesLike) -> bytes:
     """``data`` as bytes: UTF-8 for text."""
     return data.encode() if isinstance(data, str) else bytes(data)
+
+
+def format_address(address: Any) -> str:
+    """A socket address for logs: ``host:port``, ``[v6]:port``, or a Unix socket path."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) or "unix socket"

@@ -151,10 +151,7 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
         **kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
-        if compression == "deflate":
-            extensions = enable_client_permessage_deflate(extensions)
-        elif compression is not None:
-            raise ValueError(f"unsupported compression: {compression}")
+        extensions = enable_client_permessage_deflate(extensions, compression)
         if ssl is not None and not self.uri.secure:
             raise ValueError("ssl is for wss:// URIs, not ws://")
         self.origin = origin

@@ -90,7 +90,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self.logger: LoggerLike = protocol.logger
         self.debug = protocol.debug
         self.transport: asyncio.Transport | None = None
-        self.recv_messages = Assembler(
+        self.recv_messages: Assembler = Assembler(
             self._pause_reading, self._resume_reading, options.max_queue
         )
         protocol.max_pending = options.max_queue
@@ -450,13 +450,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self._arm_close_timer()
         if events:
             self._dispatch(events)
-        if opened:
-            return
-        if not protocol.receiving and not self.recv_messages.closed:
-            self.recv_messages.close()
-        elif protocol.close_sent is not None and self.recv_messages.pausing:
-            # The peer's close frame may wait behind messages that nobody will read.
-            self.recv_messages.stop_pausing()
+        if not opened:
+            self._closing_queue()
 
     def _write_pending(self) -> None:
         writes = self.protocol.data_to_send()

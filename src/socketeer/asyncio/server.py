@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
+from ..connection import format_address
 from ..exceptions import ConnectionClosed
 from ..options import (
     CLOSE_TIMEOUT,
@@ -125,7 +126,7 @@ class ServerConnection(Connection):
         if self.protocol.state is not OPEN:
             self.transport.close()
             return
-        self.logger.info("connection open from %s", _format_address(self.remote_address))
+        self.logger.info("connection open from %s", format_address(self.remote_address))
         self.start_keepalive()
         try:
             await self.server.handler(self)
@@ -149,7 +150,7 @@ class ServerConnection(Connection):
         if self.protocol.response is not None and self.protocol.response.status_code == 101:
             self.logger.info(
                 "connection closed from %s with code %s",
-                _format_address(self.remote_address),
+                format_address(self.remote_address),
                 self.close_code,
             )
 
@@ -339,10 +340,7 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
         logger: LoggerLike | None = None,
         **kwargs: Any,
     ) -> None:
-        if compression == "deflate":
-            extensions = enable_server_permessage_deflate(extensions)
-        elif compression is not None:
-            raise ValueError(f"unsupported compression: {compression}")
+        extensions = enable_server_permessage_deflate(extensions, compression)
         logger = logger or logging.getLogger("socketeer.server")
 
         def protocol_factory() -> ServerProtocol:
@@ -395,7 +393,7 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
                 server.new_connection, self._host, self._port, ssl=self._ssl, **self._kwargs
             )
         for sock in server.sockets:
-            server.logger.info("server listening on %s", _format_address(sock.getsockname()))
+            server.logger.info("server listening on %s", format_address(sock.getsockname()))
         return server
 
     def __await__(self) -> Generator[Any, None, Server]:
@@ -411,10 +409,3 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
         traceback: TracebackType | None,
     ) -> None:
         await self.server.close()
-
-
-def _format_address(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address) or "unix socket"

@@ -125,10 +125,7 @@ def connect(
         HandshakeError: if the opening handshake fails.
     """
     wsuri = parse_uri(uri)
-    if compression == "deflate":
-        extensions = enable_client_permessage_deflate(extensions)
-    elif compression is not None:
-        raise ValueError(f"unsupported compression: {compression}")
+    extensions = enable_client_permessage_deflate(extensions, compression)
     if ssl is not None and not wsuri.secure:
         raise ValueError("ssl is for wss:// URIs, not ws://")
     logger = logger or logging.getLogger("socketeer.client")

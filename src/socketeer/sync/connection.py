@@ -120,7 +120,7 @@ class Connection(ConnectionBase):
         """Guards :attr:`protocol` and the socket's writes."""
         self.send_lock = threading.Lock()
         """Held by :meth:`send` for a whole message, fragments included."""
-        self.recv_messages = Assembler(options.max_queue)
+        self.recv_messages: Assembler = Assembler(options.max_queue)
         protocol.max_pending = options.max_queue
         self.recv_events_thread = threading.Thread(
             target=self._recv_events, name=f"socketeer-{protocol.id}", daemon=True
@@ -509,13 +509,8 @@ class Connection(ConnectionBase):
                 self._close_deadline = time.monotonic() + timeout
         if events:
             self._dispatch(events)
-        if opened:
-            return
-        if not protocol.receiving and not self.recv_messages.closed:
-            self.recv_messages.close()
-        elif protocol.close_sent is not None and self.recv_messages.pausing:
-            # The peer's close frame may wait behind messages that nobody will read.
-            self.recv_messages.stop_pausing()
+        if not opened:
+            self._closing_queue()
 
     def _write_pending(self) -> None:
         for data in self.protocol.data_to_send():

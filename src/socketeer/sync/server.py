@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
+from ..connection import format_address
 from ..exceptions import ConnectionClosed
 from ..options import (
     CLOSE_TIMEOUT,
@@ -111,7 +112,7 @@ class ServerConnection(Connection):
             self._close_socket()
             return
         self.start()
-        self.logger.info("connection open from %s", _format_address(self.remote_address))
+        self.logger.info("connection open from %s", format_address(self.remote_address))
         try:
             self.server.handler(self)
         except Exception as exc:
@@ -124,7 +125,7 @@ class ServerConnection(Connection):
             self.close()
         self.logger.info(
             "connection closed from %s with code %s",
-            _format_address(self.remote_address),
+            format_address(self.remote_address),
             self.close_code,
         )
 
@@ -314,10 +315,7 @@ def serve(
     Raises:
         OSError: if the socket cannot listen.
     """
-    if compression == "deflate":
-        extensions = enable_server_permessage_deflate(extensions)
-    elif compression is not None:
-        raise ValueError(f"unsupported compression: {compression}")
+    extensions = enable_server_permessage_deflate(extensions, compression)
     logger = logger or logging.getLogger("socketeer.server")
 
     def protocol_factory() -> ServerProtocol:
@@ -360,12 +358,5 @@ def serve(
         protocol_factory=protocol_factory,
         logger=logger,
     )
-    server.logger.info("server listening on %s", _format_address(sock.getsockname()))
+    server.logger.info("server listening on %s", format_address(sock.getsockname()))
     return server
-
-
-def _format_address(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address) or "unix socket"

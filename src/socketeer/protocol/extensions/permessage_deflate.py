@@ -681,8 +681,20 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
         return response, extension
 
 
+def _wants_deflate(compression: str | None) -> bool:
+    """Whether the ``compression`` argument of serve() or connect() asks for deflate.
+
+    Raises:
+        ValueError: for a value other than ``"deflate"`` or ``None``.
+    """
+    if compression is not None and compression != "deflate":
+        raise ValueError(f"unsupported compression: {compression}")
+    return compression is not None
+
+
 def enable_client_permessage_deflate(
     extensions: Sequence[ClientExtensionFactory] | None,
+    compression: str | None = "deflate",
 ) -> list[ClientExtensionFactory]:
     """Add permessage-deflate to a client's extensions, unless it is already there.
 
@@ -694,19 +706,24 @@ def enable_client_permessage_deflate(
 
     Args:
         extensions: the client's extension factories, or ``None`` for none.
+        compression: the ``compression`` argument of ``connect()``: ``None`` adds nothing.
 
     Returns:
         A new list: ``extensions`` with a :class:`ClientPerMessageDeflateFactory` at the end,
         if none was there.
+
+    Raises:
+        ValueError: if ``compression`` is neither ``"deflate"`` nor ``None``.
     """
     factories = list(extensions or ())
-    if not any(factory.name == _NAME for factory in factories):
+    if _wants_deflate(compression) and not any(f.name == _NAME for f in factories):
         factories.append(ClientPerMessageDeflateFactory(compress_settings=_LOW_MEMORY_SETTINGS))
     return factories
 
 
 def enable_server_permessage_deflate(
     extensions: Sequence[ServerExtensionFactory] | None,
+    compression: str | None = "deflate",
 ) -> list[ServerExtensionFactory]:
     """Add permessage-deflate to a server's extensions, unless it is already there.
 
@@ -719,13 +736,17 @@ def enable_server_permessage_deflate(
 
     Args:
         extensions: the server's extension factories, or ``None`` for none.
+        compression: the ``compression`` argument of ``serve()``: ``None`` adds nothing.
 
     Returns:
         A new list: ``extensions`` with a :class:`ServerPerMessageDeflateFactory` at the end,
         if none was there.
+
+    Raises:
+        ValueError: if ``compression`` is neither ``"deflate"`` nor ``None``.
     """
     factories = list(extensions or ())
-    if not any(factory.name == _NAME for factory in factories):
+    if _wants_deflate(compression) and not any(f.name == _NAME for f in factories):
         factories.append(
             ServerPerMessageDeflateFactory(
                 server_max_window_bits=_LOW_MEMORY_SERVER_WINDOW_BITS,
