@@ -170,11 +170,15 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         return self
 
     async def __anext__(self) -> Data:
-        # Not an async generator over recv(): one coroutine frame less per message.
-        try:
-            return await self.recv_messages.get()
-        except EOFError:
-            pass
+        # The hot path of most handlers: Assembler.get() inlined, so that waiting for a
+        # message is one future awaited here, with no coroutine frame in between.
+        messages = self.recv_messages
+        while not messages.messages:
+            if messages.closed:
+                break
+            await messages.wait()
+        else:
+            return messages.take_message()
         exc = self._closed_exc()
         if isinstance(exc, ConnectionClosedOK):
             raise StopAsyncIteration
@@ -221,7 +225,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         except InvalidState:
             self._raise_if_closed()
             raise
-        self._write_pending()
+        writes = protocol.data_to_send()  # _write_pending(), inlined on the hot path
+        if writes:
+            self._write(writes)
         if self._writing_paused:
             await self._drain()
 
@@ -364,7 +370,16 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self.protocol
         protocol.receive_data(self._buffer[:nbytes])
-        self._process()
+        if protocol.state is not OPEN:
+            self._process()
+        else:
+            # The hot path: _process() for an OPEN connection, inlined.
+            events = protocol.events_received()
+            writes = protocol.data_to_send()
+            if writes:
+                self._write(writes)
+            if events:
+                self._dispatch(events)
         if protocol.unparsed:
             self._parse_unparsed()
 

@@ -1,42 +1,36 @@
-"""Received frames, queued for ``recv()`` and ``recv_frame()``, with backpressure.
+"""Received frames, queued for ``recv()`` and ``recv_frame()``, with backpressure, on asyncio.
 
 Theory of operation
 -------------------
 
-The connection puts every received data frame in :class:`Assembler` with :meth:`put`, in
-order. ``recv()`` takes the frames of one whole message with :meth:`get`; ``recv_frame()``
-takes one frame with :meth:`get_frame`. Both wait while there is nothing to take.
+:class:`Assembler` is the shared :class:`~socketeer.messages.FrameQueue` (order, counts,
+pausing and dropping) plus waiting with asyncio futures. ``recv()`` takes the frames of one
+whole message with :meth:`~Assembler.get`; ``recv_frame()`` takes one frame with
+:meth:`~Assembler.get_frame`. Both wait while there is nothing to take; at most one
+coroutine waits at a time (else :exc:`ConcurrencyError`). Pausing and resuming call back
+into the connection, which pauses and resumes its transport's reading. Once the queue is
+closed and empty, takers get :exc:`EOFError`.
 
-What must hold:
-
-- frames leave in the order they arrived; a message leaves only once its final frame is in;
-- at most one coroutine waits at a time (else :exc:`ConcurrencyError`);
-- when ``high`` whole messages wait unread, the connection stops reading from the network
-  (``pause``), and it reads again once they fall to ``low`` (``resume``): a reader that does
-  not keep up makes the peer wait, never memory grow. A message still arriving is not
-  counted: its size is bounded by ``max_size``, and waiting for it must not stop the reading
-  that completes it;
-- after :meth:`stop_pausing` (the connection is closing), reading never pauses; once
-  ``high`` whole messages wait, later frames are dropped;
-- after :meth:`close`, what was received can still be taken; then takers get
-  :exc:`EOFError`.
+The hot path of ``async for message in connection`` uses :meth:`~Assembler.wait` and
+:meth:`~Assembler.take_message` directly: waiting is then one future awaited in the
+caller's own coroutine, with no coroutine frame in between.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Literal, overload
 
 from ..exceptions import ConcurrencyError
-from ..protocol.frames import OP_TEXT, Frame
+from ..messages import FrameQueue
+from ..protocol.frames import Frame
 from ..typedefs import Data
 
 __all__ = ["Assembler"]
 
 
-class Assembler:
+class Assembler(FrameQueue):
     """The queue of received data frames between a connection and its readers.
 
     Args:
@@ -53,75 +47,36 @@ class Assembler:
         high: int | None = 16,
         low: int | None = None,
     ) -> None:
+        super().__init__(high, low)
         self._pause = pause
         self._resume = resume
-        self.high = high
-        self.low = (high // 4 if high is not None else 0) if low is None else low
-        self.frames: deque[Frame] = deque()
-        """Received frames, not taken yet."""
-        self.messages = 0
-        """How many whole messages are in :attr:`frames`."""
-        self.paused = False
-        self.pausing = True
-        """Whether reading pauses at ``high``; if not, frames are dropped from there on."""
-        self.dropping = False
-        self.closed = False
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None
-        self._frames_wanted = False  # a recv_frame() waits: wake it for any frame
 
-    def put(self, frame: Frame) -> None:
-        """Queue a received data frame (text, binary or continuation)."""
-        if self.dropping:
-            return
-        self.frames.append(frame)
-        if frame.fin:
-            self.messages += 1
-            if self.high is not None and self.messages >= self.high and not self.paused:
-                if self.pausing:
-                    self.paused = True
-                    self._pause()
-                else:
-                    self.dropping = True
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
+    def _paused(self) -> None:
+        self._pause()
+
+    def _resumed(self) -> None:
+        self._resume()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # cancelled, when its reader was
                 waiter.set_result(None)
-        elif self._frames_wanted and self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
-    def stop_pausing(self) -> None:
-        """Never pause reading again: once ``high`` messages wait, drop what comes.
+    def wait(self) -> asyncio.Future[None]:
+        """A future resolved when a frame (or, for :meth:`get`, a message) arrives or the
+        queue closes; check again then, something else may have taken it.
 
-        For a connection that sent its close frame: it must read on to the peer's close
-        frame, and nothing is waiting for more messages than the queue holds.
+        Raises:
+            ConcurrencyError: if another coroutine is already waiting.
         """
-        self.pausing = False
-        if self.high is not None and self.messages >= self.high:
-            self.dropping = True
-        if self.paused:
-            self.paused = False
-            self._resume()
-
-    def close(self) -> None:
-        """No frame will come any more: wake the reader, who gets what is left, then EOF."""
-        self.closed = True
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-        if self.paused:
-            self.paused = False  # nothing more to read; the transport is gone
-
-    async def _wait(self, whole: bool) -> None:
-        """Wait for a whole message, or for any frame."""
-        if self._waiter is not None:
             raise ConcurrencyError("cannot call recv() or recv_frame() while another is waiting")
-        while not (self.messages if whole else self.frames):
-            if self.closed:
-                raise EOFError("stream of frames ended")
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
 
     @overload
     async def get(self, decode: Literal[True]) -> str: ...
@@ -133,36 +88,18 @@ class Assembler:
     async def get(self, decode: bool | None = None) -> Data: ...
 
     async def get(self, decode: bool | None = None) -> Data:
-        """Take the next whole message.
-
-        Args:
-            decode: ``None`` returns text messages as :class:`str` and binary ones as
-                :class:`bytes`; ``True`` decodes binary ones too (as UTF-8); ``False`` returns
-                text ones as their UTF-8 bytes. A message whose first frame was already taken
-                by :meth:`get_frame` counts as binary.
+        """Take the next whole message; see :meth:`~FrameQueue.take_message` for ``decode``.
 
         Raises:
             EOFError: if no message is left and none will come.
             ConcurrencyError: if another coroutine is already waiting.
             UnicodeDecodeError: if ``decode=True`` and a binary message is not UTF-8.
         """
-        if not self.messages:
-            await self._wait(True)
-        frames = self.frames
-        frame = frames.popleft()
-        opcode, data = frame.opcode, frame.data
-        if not frame.fin:
-            parts = [data]
-            while True:
-                frame = frames.popleft()
-                parts.append(frame.data)
-                if frame.fin:
-                    break
-            data = b"".join(parts)
-        self._taken_message()
-        if opcode is OP_TEXT:
-            return data if decode is False else data.decode()
-        return data.decode() if decode else data
+        while not self.messages:
+            if self.closed:
+                raise EOFError("stream of frames ended")
+            await self.wait()
+        return self.take_message(decode)
 
     async def get_frame(self) -> Frame:
         """Take the next frame, whole message or fragment.
@@ -171,19 +108,13 @@ class Assembler:
             EOFError: if no frame is left and none will come.
             ConcurrencyError: if another coroutine is already waiting.
         """
-        if not self.frames:
-            self._frames_wanted = True
+        while not self.frames:
+            if self.closed:
+                raise EOFError("stream of frames ended")
+            waiter = self.wait()
+            self.frames_wanted = True
             try:
-                await self._wait(False)
+                await waiter
             finally:
-                self._frames_wanted = False
-        frame = self.frames.popleft()
-        if frame.fin:
-            self._taken_message()
-        return frame
-
-    def _taken_message(self) -> None:
-        self.messages -= 1
-        if self.paused and self.messages <= self.low:
-            self.paused = False
-            self._resume()
+                self.frames_wanted = False
+        return self.take_frame()

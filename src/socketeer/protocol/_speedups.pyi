@@ -1,3 +1,9 @@
 from __future__ import annotations
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes: ...
+def read_frame(
+    buffer: bytes | bytearray | memoryview, pos: int, masked: bool
+) -> tuple[int, bytes, int] | None: ...
+def encode_frame(
+    first_byte: int, data: bytes | bytearray | memoryview, mask_key: bytes | None
+) -> bytes: ...

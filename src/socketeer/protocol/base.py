@@ -52,8 +52,10 @@ from .frames import (
     CloseCode,
     Frame,
     Opcode,
+    encode_frame,
     is_valid_close_code,
     parse_header,
+    read_frame,
     serialize_header,
 )
 from .masking import apply_mask, new_mask
@@ -70,9 +72,6 @@ _new_frame = tuple.__new__  # builds a Frame without the cost of its Python-leve
 # after their header: below it, one copy costs less than a separate write (and TCP segment)
 # for the header, as the echo benchmark measured.
 _JOIN_BELOW = 262_144
-# Payloads below this size are copied out of the receive buffer by slicing it; larger ones
-# through a memoryview, to copy them once instead of twice.
-_SLICE_BELOW = 4096
 
 
 class Side(enum.IntEnum):
@@ -135,7 +134,8 @@ class Protocol:
         """Whether debug logging is on; checked before building debug messages."""
         self.side = side
         """:data:`CLIENT` or :data:`SERVER`."""
-        self._state = state
+        self.state = state
+        """The connection's state (see the module's theory of operation)."""
         self.max_size = max_size
         """Largest message accepted, in bytes, or ``None``."""
         self.extensions: list[Extension] = []
@@ -157,13 +157,16 @@ class Protocol:
         """Stop parsing once this many whole data messages wait in :meth:`events_received`;
         ``None`` parses everything at once. Drivers set it to bound what a single read can
         queue; see :attr:`unparsed`."""
+        self.unparsed = False
+        """Whether parsing stopped at :attr:`max_pending` with frames left in the buffer.
+        Take the events with :meth:`events_received`, then call ``receive_data(b"")`` to
+        parse on, when the application is ready for more."""
 
         self._buffer = bytearray()
         self._events: list[Event] = []
         self._writes: list[bytes] = []
         self._eof_rcvd = False
         self._pending = 0  # whole data messages in self._events
-        self._stalled = False  # parsing stopped at max_pending
         self._discard = False  # after a close frame was received or the connection failed
         self._mask = side is CLIENT  # RFC 6455 section 5.1: clients mask, servers don't
         # Incoming message: the opcode of the message in progress, its size so far, and the
@@ -178,18 +181,12 @@ class Protocol:
         # Outgoing message: whether a fragmented message is in progress.
         self._snd_fragmented = False
 
-    # Public state
-
-    @property
-    def state(self) -> State:
-        """The connection's state (see the module's theory of operation)."""
-        return self._state
-
-    @state.setter
-    def state(self, state: State) -> None:
+    def _set_state(self, state: State) -> None:
         if self.debug:
             self.logger.debug("= connection is %s", state.name)
-        self._state = state
+        self.state = state
+
+    # Public state
 
     @property
     def close_code(self) -> int | None:
@@ -200,7 +197,7 @@ class Protocol:
         """
         if self.close_rcvd is not None:
             return self.close_rcvd.code
-        if self._state is CLOSED:
+        if self.state is CLOSED:
             return CloseCode.ABNORMAL_CLOSURE
         return None
 
@@ -213,18 +210,9 @@ class Protocol:
         """
         if self.close_rcvd is not None:
             return self.close_rcvd.reason
-        if self._state is CLOSED:
+        if self.state is CLOSED:
             return ""
         return None
-
-    @property
-    def unparsed(self) -> bool:
-        """Whether parsing stopped at :attr:`max_pending` with frames left in the buffer.
-
-        Take the events with :meth:`events_received`, then call ``receive_data(b"")`` to parse
-        on, when the application is ready for more.
-        """
-        return self._stalled
 
     @property
     def receiving(self) -> bool:
@@ -235,7 +223,7 @@ class Protocol:
     def sending(self) -> bool:
         """Whether a message may be sent now: the connection is open and no fragmented
         message is underway."""
-        return self._state is OPEN and not self._snd_fragmented
+        return self.state is OPEN and not self._snd_fragmented
 
     # Receiving
 
@@ -254,9 +242,9 @@ class Protocol:
         if self._discard:
             return
         self._buffer += data
-        if self._state is CONNECTING:
+        if self.state is CONNECTING:
             self._receive_handshake()
-            if self._state is CONNECTING or self._discard:
+            if self.state is CONNECTING or self._discard:
                 return
         self._receive_frames()
 
@@ -272,17 +260,17 @@ class Protocol:
         if self._eof_rcvd:
             raise InvalidState("end of stream received twice")
         self._eof_rcvd = True
-        if self._state is CONNECTING:
+        if self.state is CONNECTING:
             self._receive_handshake_eof()
             self._buffer.clear()
-        if self._stalled and not self._discard:
+        if self.unparsed and not self._discard:
             # Frames waited for the application: nothing else will come, parse them all.
             limit, self.max_pending = self.max_pending, None
             self._receive_frames()
             self.max_pending = limit
-        self._stalled = False
+        self.unparsed = False
         if (
-            self._state is not CLOSED
+            self.state is not CLOSED
             and self.close_rcvd is None
             and self.parser_exc is None
             and self._buffer
@@ -294,7 +282,7 @@ class Protocol:
         self._buffer.clear()
         if not self.eof_sent:
             self._send_eof()
-        self.state = CLOSED
+        self._set_state(CLOSED)
 
     def events_received(self) -> list[Event]:
         """Return the events received since the last call, and forget them."""
@@ -317,7 +305,7 @@ class Protocol:
         Call it after :meth:`receive_data`, :meth:`send_close` or :meth:`fail`. When it returns
         ``True``, close the connection yourself if the peer has not done so within a timeout.
         """
-        return self._state is CLOSING or self.handshake_exc is not None
+        return self.state is CLOSING or self.handshake_exc is not None
 
     def _receive_handshake(self) -> None:
         """Parse the opening handshake from the buffer; subclasses implement it."""
@@ -330,51 +318,45 @@ class Protocol:
         """Parse every complete frame in the buffer (RFC 6455 section 5)."""
         buffer = self._buffer
         pos = 0
-        self._stalled = False
+        self.unparsed = False
+        masked = not self._mask  # received frames: masked if and only if we are the server
+        # Whole messages in one frame, without extensions: the common case, which skips
+        # _receive_frame(); it applies the same rules (section 5.4: no message in progress;
+        # the size limit; section 8.1: valid UTF-8), and every other frame goes there.
+        plain = not self.extensions and not self.debug
+        max_size = self.max_size
+        events = self._events
         try:
             limit = self.max_pending
             while not self._discard and len(buffer) - pos >= 2:
                 if limit is not None and self._pending >= limit:
-                    self._stalled = True
+                    self.unparsed = True
                     break
-                header = parse_header(buffer, pos)
-                if header is None:
+                # The common case in one call (compiled when the C speedups are built); the
+                # rest, including every fault, the slow way.
+                result = read_frame(buffer, pos, masked) or self._read_frame_slowly(pos)
+                if result is None:
                     break
-                first_byte, length, mask_key, start = header
-                # RFC 6455 section 5.1: "The server MUST close the connection upon receiving a
-                # frame that is not masked. [...] A client MUST close a connection if it
-                # detects a masked frame."
-                if (mask_key is None) is not self._mask:
-                    raise ProtocolError("incorrect masking")
-                opcode = first_byte & 0x0F
-                if 0 < opcode < 8:
-                    self._rcv_compressed = bool(first_byte & 0x40 and self.extensions)
-                # A message bigger than max_size fails before its payload is buffered.
-                if opcode < 8 and self.max_size is not None:
-                    budget = self.max_size - self._rcv_size
-                    # Data that does not compress grows a little when deflated; the extension
-                    # enforces the limit on what it inflates to.
-                    if self._rcv_compressed:
-                        budget += (budget >> 8) + 64
-                    if length > budget:
-                        raise PayloadTooBig(length, self.max_size, self._rcv_size)
-                end = start + length
-                if end > len(buffer):
-                    if opcode < 3 and not first_byte & 0x70 and not self._rcv_compressed:
-                        self._check_partial_text(opcode, start, mask_key)
-                    break
-                if mask_key is not None:
-                    if length < _SLICE_BELOW:
-                        payload = apply_mask(buffer[start:end], mask_key)
-                    else:
-                        with memoryview(buffer) as view:
-                            payload = apply_mask(view[start:end], mask_key)
-                elif length < _SLICE_BELOW:
-                    payload = bytes(buffer[start:end])
-                else:
-                    with memoryview(buffer) as view:
-                        payload = bytes(view[start:end])
-                pos = end
+                first_byte, payload, pos = result
+                if (
+                    plain
+                    and (first_byte == 0x82 or first_byte == 0x81 and self._partial_utf8 is None)
+                    and self._rcv_opcode is None
+                ):
+                    if max_size is not None and len(payload) > max_size:
+                        raise PayloadTooBig(len(payload), max_size, 0)
+                    if first_byte == 0x81:
+                        payload.decode()  # validates; raises UnicodeDecodeError
+                    self._pending += 1
+                    events.append(
+                        _new_frame(
+                            Frame,
+                            (_OPCODES[first_byte & 0x0F], payload, True, False, False, False),
+                        )
+                    )
+                    continue
+                if first_byte & 0x08 == 0:
+                    self._check_size(first_byte, len(payload))
                 frame = _new_frame(
                     Frame,
                     (
@@ -398,6 +380,50 @@ class Protocol:
             buffer.clear()
         elif pos:
             del buffer[:pos]
+
+    def _read_frame_slowly(self, pos: int) -> tuple[int, bytes, int] | None:
+        """Read the frame at ``pos`` when :func:`read_frame` did not: say what is wrong with
+        its header, or check what the incomplete frame allows (its size, the UTF-8 that
+        arrived) and return ``None``."""
+        buffer = self._buffer
+        header = parse_header(buffer, pos)
+        if header is None:
+            return None
+        first_byte, length, mask_key, start = header
+        # RFC 6455 section 5.1: "The server MUST close the connection upon receiving a
+        # frame that is not masked. [...] A client MUST close a connection if it
+        # detects a masked frame."
+        if (mask_key is None) is not self._mask:
+            raise ProtocolError("incorrect masking")
+        opcode = first_byte & 0x0F
+        if opcode < 8:
+            # A message bigger than max_size fails before its payload is buffered.
+            self._check_size(first_byte, length)
+        end = start + length
+        if end <= len(buffer):  # pragma: no cover - read_frame reads such frames
+            with memoryview(buffer) as view:
+                payload = view[start:end]
+                return (
+                    first_byte,
+                    apply_mask(payload, mask_key) if mask_key else bytes(payload),
+                    end,
+                )
+        if opcode < 3 and not first_byte & 0x70 and not self._rcv_compressed:
+            self._check_partial_text(opcode, start, mask_key)
+        return None
+
+    def _check_size(self, first_byte: int, length: int) -> None:
+        """Check a data frame's payload length against what is left of ``max_size``."""
+        if first_byte & 0x0F:  # not a continuation: whether the message is compressed
+            self._rcv_compressed = bool(first_byte & 0x40 and self.extensions)
+        if self.max_size is not None:
+            budget = self.max_size - self._rcv_size
+            # Data that does not compress grows a little when deflated; the extension
+            # enforces the limit on what it inflates to.
+            if self._rcv_compressed:
+                budget += (budget >> 8) + 64
+            if length > budget:
+                raise PayloadTooBig(length, self.max_size, self._rcv_size)
 
     def _check_partial_text(self, opcode: int, start: int, mask_key: bytes | None) -> None:
         """Validate what arrived of an incomplete, uncompressed text frame.
@@ -512,7 +538,7 @@ class Protocol:
             self.close_sent = self.close_rcvd
             self.close_rcvd_then_sent = True
             self._write_frame(Frame(OP_CLOSE, frame.data))
-            self.state = CLOSING
+            self._set_state(CLOSING)
         else:
             self.close_rcvd_then_sent = False
         # "After sending a Close frame, the application MUST NOT send any more data frames."
@@ -587,7 +613,7 @@ class Protocol:
             if key is not None:
                 cache[key] = self._writes[before:]
         elif not self.sending:
-            raise InvalidState(f"cannot send a message while {self._state.name}")
+            raise InvalidState(f"cannot send a message while {self.state.name}")
         else:
             self._writes.extend(writes)
 
@@ -691,13 +717,13 @@ class Protocol:
         # "If _The WebSocket Connection is Established_ prior to the point where the endpoint
         # is required to _Fail the WebSocket Connection_, the endpoint SHOULD send a Close
         # frame with an appropriate status code".
-        if self._state is OPEN and self.close_sent is None:
+        if self.state is OPEN and self.close_sent is None:
             if not silent:
                 close = Close(code, reason)
                 if len(reason.encode()) > 123:
                     close = Close(code, "")
                 self._send_close_frame(close)
-            self.state = CLOSING
+            self._set_state(CLOSING)
         if self.debug:
             self.logger.debug("! failing connection with code %d", code)
         # "An endpoint MUST NOT continue to attempt to process data (including a responding
@@ -715,8 +741,8 @@ class Protocol:
         self.fail(code, reason)
 
     def _check_open(self) -> None:
-        if self._state is not OPEN:
-            raise InvalidState(f"connection is {self._state.name}")
+        if self.state is not OPEN:
+            raise InvalidState(f"connection is {self.state.name}")
 
     def _send_data(self, opcode: Opcode, data: bytes, fin: bool, compress: bool) -> None:
         if self._snd_fragmented:
@@ -725,6 +751,8 @@ class Protocol:
         self._snd_fragmented = not fin
         if self.extensions or self.debug:
             self._write_frame(Frame(opcode, data, fin), compress)
+        elif not self._mask and len(data) < _JOIN_BELOW:  # _write(), inlined for servers
+            self._writes.append(encode_frame(opcode | 0x80 if fin else opcode, data, None))
         else:
             self._write(opcode | 0x80 if fin else opcode, data)
 
@@ -739,7 +767,7 @@ class Protocol:
         if self.close_rcvd is not None:
             self.close_rcvd_then_sent = True
         self._write_frame(Frame(OP_CLOSE, close.serialize()))
-        self.state = CLOSING
+        self._set_state(CLOSING)
 
     def _write_frame(self, frame: Frame, compress: bool = True) -> None:
         """Encode a frame with the extensions, serialize it and queue its bytes."""
@@ -752,15 +780,11 @@ class Protocol:
     def _write(self, first_byte: int, data: bytes) -> None:
         """Serialize a frame, masking it on the client side, and queue its bytes."""
         if self._mask:
-            mask_key = new_mask()
-            header = serialize_header(first_byte, len(data), mask_key)
-            data = apply_mask(data, mask_key)
+            self._writes.append(encode_frame(first_byte, data, new_mask()))
+        elif len(data) < _JOIN_BELOW:
+            self._writes.append(encode_frame(first_byte, data, None))
         else:
-            header = serialize_header(first_byte, len(data), None)
-        if len(data) < _JOIN_BELOW:
-            self._writes.append(header + data)
-        else:
-            self._writes.append(header)
+            self._writes.append(serialize_header(first_byte, len(data), None))
             self._writes.append(data)
 
     def _send_eof(self) -> None:

@@ -190,7 +190,7 @@ class ClientProtocol(Protocol):
             return
         self.extensions = extensions
         self.subprotocol = subprotocol
-        self.state = OPEN
+        self._set_state(OPEN)
         self._events.append(response)
 
     def _fail_handshake(self, exc: Exception) -> None:

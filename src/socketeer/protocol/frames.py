@@ -32,6 +32,7 @@ from typing import NamedTuple
 from ..exceptions import PayloadTooBig, ProtocolError
 from ..typedefs import BytesLike
 from . import masking
+from .masking import SPEEDUPS, apply_mask
 from .utf8 import validate_utf8
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "is_valid_close_code",
     "parse_header",
     "serialize_header",
+    "read_frame",
+    "encode_frame",
     "MAX_CONTROL_PAYLOAD",
 ]
 
@@ -223,6 +226,45 @@ def parse_header(buffer: BytesLike, pos: int = 0) -> tuple[int, int, bytes | Non
             return None
         return first_byte, length, bytes(buffer[start : start + 4]), start + 4
     return first_byte, length, None, start
+
+
+def _py_read_frame(buffer: BytesLike, pos: int, masked: bool) -> tuple[int, bytes, int] | None:
+    """Read a whole frame at ``pos`` in ``buffer``: the common case of parsing, in one call.
+
+    Returns:
+        ``(first_byte, payload, end)``, the payload unmasked and ``end`` the position after
+        the frame, when ``buffer`` holds the whole frame, its header passes
+        :func:`parse_header`, and it is masked if and only if ``masked``; else ``None``,
+        and the caller parses the frame the slow way, which tells what is wrong or missing.
+    """
+    try:
+        header = parse_header(buffer, pos)
+    except ProtocolError:
+        return None
+    if header is None:
+        return None
+    first_byte, length, mask_key, start = header
+    end = start + length
+    if (mask_key is not None) is not masked or end > len(buffer):
+        return None
+    with memoryview(buffer) as view:
+        payload = (
+            bytes(view[start:end]) if mask_key is None else apply_mask(view[start:end], mask_key)
+        )
+    return first_byte, payload, end
+
+
+def _py_encode_frame(first_byte: int, data: BytesLike, mask_key: bytes | None) -> bytes:
+    """A frame as it goes on the wire: header, masking key unless ``None``, payload masked
+    with it."""
+    header = serialize_header(first_byte, len(data), mask_key)
+    return header + (bytes(data) if mask_key is None else apply_mask(data, mask_key))
+
+
+read_frame = _py_read_frame
+encode_frame = _py_encode_frame
+if SPEEDUPS:  # pragma: no branch - depends on the build
+    from ._speedups import encode_frame, read_frame
 
 
 class Frame(NamedTuple):

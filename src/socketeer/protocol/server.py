@@ -340,7 +340,7 @@ class ServerProtocol(Protocol):
                 self.logger.debug("> %s: %s", name, value)
         self._writes.append(response.serialize())
         if response.status_code == 101:
-            self.state = OPEN
+            self._set_state(OPEN)
             if self._buffer:
                 self._receive_frames()
         else:

@@ -3,40 +3,31 @@
 Theory of operation
 -------------------
 
-The connection's reading thread puts every received data frame in :class:`Assembler` with
-:meth:`put`, in order. ``recv()`` takes the frames of one whole message with :meth:`get`;
-``recv_frame()`` takes one frame with :meth:`get_frame`. Both wait, up to a timeout, while
-there is nothing to take. One :class:`threading.Condition` guards everything below.
-
-What must hold (as in :mod:`socketeer.asyncio.messages`):
-
-- frames leave in the order they arrived; a message leaves only once its final frame is in;
-- at most one thread waits at a time (else :exc:`ConcurrencyError`);
-- when ``high`` whole messages wait unread, :attr:`paused` is set and the reading thread
-  blocks in :meth:`wait_resumed` before it reads from the socket again; it reads again once
-  they fall to ``low``: a reader that does not keep up makes the peer wait, never memory
-  grow. A message still arriving is not counted: its size is bounded by ``max_size``;
-- after :meth:`stop_pausing` (the connection is closing), reading never pauses; once
-  ``high`` whole messages wait, later frames are dropped;
-- after :meth:`close`, what was received can still be taken; then takers get
-  :exc:`EOFError`.
+:class:`Assembler` is the shared :class:`~socketeer.messages.FrameQueue` (order, counts,
+pausing and dropping) plus waiting on a :class:`threading.Condition`, which guards
+everything. The connection's reading thread puts frames with :meth:`~Assembler.put`;
+``recv()`` takes the frames of one whole message with :meth:`~Assembler.get` and
+``recv_frame()`` one frame with :meth:`~Assembler.get_frame`, both waiting up to a timeout;
+at most one thread waits at a time (else :exc:`ConcurrencyError`). When reading is paused,
+the reading thread blocks in :meth:`~Assembler.wait_resumed` before it reads from the socket
+again. Once the queue is closed and empty, takers get :exc:`EOFError`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from typing import Literal, overload
 
 from ..exceptions import ConcurrencyError
-from ..protocol.frames import OP_TEXT, Frame
+from ..messages import FrameQueue
+from ..protocol.frames import Frame
 from ..typedefs import Data
 
 __all__ = ["Assembler"]
 
 
-class Assembler:
+class Assembler(FrameQueue):
     """The queue of received data frames between a connection's reading thread and readers.
 
     Args:
@@ -45,60 +36,32 @@ class Assembler:
     """
 
     def __init__(self, high: int | None = 16, low: int | None = None) -> None:
-        self.high = high
-        self.low = (high // 4 if high is not None else 0) if low is None else low
-        self.frames: deque[Frame] = deque()
-        """Received frames, not taken yet."""
-        self.messages = 0
-        """How many whole messages are in :attr:`frames`."""
-        self.paused = False
-        """Whether the reading thread must wait before reading more."""
-        self.pausing = True
-        """Whether reading pauses at ``high``; if not, frames are dropped from there on."""
-        self.dropping = False
-        self.closed = False
+        super().__init__(high, low)
         self._condition = threading.Condition()
         self._waiting = False  # a thread waits in get() or get_frame()
 
+    def _resumed(self) -> None:
+        self._condition.notify_all()
+
+    def _wake(self) -> None:
+        self._condition.notify_all()
+
     def put(self, frame: Frame) -> None:
-        """Queue a received data frame (text, binary or continuation)."""
         with self._condition:
-            if self.dropping:
-                return
-            self.frames.append(frame)
-            if frame.fin:
-                self.messages += 1
-                if self.high is not None and self.messages >= self.high and not self.paused:
-                    if self.pausing:
-                        self.paused = True
-                    else:
-                        self.dropping = True
-            self._condition.notify_all()
+            super().put(frame)
+
+    def stop_pausing(self) -> None:
+        with self._condition:
+            super().stop_pausing()
+
+    def close(self) -> None:
+        with self._condition:
+            super().close()
 
     def wait_resumed(self, timeout: float | None) -> bool:
         """In the reading thread: wait until reading may go on; ``False`` on timeout."""
         with self._condition:
             return self._condition.wait_for(lambda: not self.paused, timeout)
-
-    def stop_pausing(self) -> None:
-        """Never pause reading again: once ``high`` messages wait, drop what comes.
-
-        For a connection that sent its close frame: it must read on to the peer's close
-        frame, and nothing is waiting for more messages than the queue holds.
-        """
-        with self._condition:
-            self.pausing = False
-            if self.high is not None and self.messages >= self.high:
-                self.dropping = True
-            self.paused = False
-            self._condition.notify_all()
-
-    def close(self) -> None:
-        """No frame will come any more: wake the reader, who gets what is left, then EOF."""
-        with self._condition:
-            self.closed = True
-            self.paused = False
-            self._condition.notify_all()
 
     def _wait(self, whole: bool, timeout: float | None) -> None:
         """Wait for a whole message, or for any frame; the condition is held."""
@@ -106,6 +69,7 @@ class Assembler:
             raise ConcurrencyError("cannot call recv() or recv_frame() while another is waiting")
         deadline = None if timeout is None else time.monotonic() + timeout
         self._waiting = True
+        self.frames_wanted = not whole
         try:
             while not (self.messages if whole else self.frames):
                 if self.closed:
@@ -116,6 +80,7 @@ class Assembler:
                 self._condition.wait(remaining)
         finally:
             self._waiting = False
+            self.frames_wanted = False
 
     @overload
     def get(self, decode: Literal[True], timeout: float | None = None) -> str: ...
@@ -130,7 +95,7 @@ class Assembler:
         """Take the next whole message, waiting up to ``timeout`` seconds (``None``: forever).
 
         Args:
-            decode: as in :meth:`socketeer.asyncio.messages.Assembler.get`.
+            decode: see :meth:`~socketeer.messages.FrameQueue.take_message`.
             timeout: seconds to wait; ``0`` does not wait.
 
         Raises:
@@ -142,21 +107,7 @@ class Assembler:
         with self._condition:
             if not self.messages:
                 self._wait(True, timeout)
-            frames = self.frames
-            frame = frames.popleft()
-            opcode, data = frame.opcode, frame.data
-            if not frame.fin:
-                parts = [data]
-                while True:
-                    frame = frames.popleft()
-                    parts.append(frame.data)
-                    if frame.fin:
-                        break
-                data = b"".join(parts)
-            self._taken_message()
-        if opcode is OP_TEXT:
-            return data if decode is False else data.decode()
-        return data.decode() if decode else data
+            return self.take_message(decode)
 
     def get_frame(self, timeout: float | None = None) -> Frame:
         """Take the next frame, whole message or fragment.
@@ -169,13 +120,4 @@ class Assembler:
         with self._condition:
             if not self.frames:
                 self._wait(False, timeout)
-            frame = self.frames.popleft()
-            if frame.fin:
-                self._taken_message()
-            return frame
-
-    def _taken_message(self) -> None:
-        self.messages -= 1
-        if self.paused and self.messages <= self.low:
-            self.paused = False
-            self._condition.notify_all()
+            return self.take_frame()

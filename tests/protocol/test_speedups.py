@@ -1,0 +1,108 @@
+"""The C speedups of frames.py and their pure-Python references agree on every input."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from socketeer.protocol import frames
+from socketeer.protocol.frames import Frame, Opcode
+
+ReadFrame = Callable[[bytes | bytearray, int, bool], "tuple[int, bytes, int] | None"]
+EncodeFrame = Callable[[int, bytes, "bytes | None"], bytes]
+
+READERS = [pytest.param(frames._py_read_frame, id="python")]
+ENCODERS = [pytest.param(frames._py_encode_frame, id="python")]
+try:
+    from socketeer.protocol import _speedups
+except ImportError:  # pragma: no cover - depends on the build
+    if os.environ.get("CI") == "true":
+        raise
+    c_read_frame = c_encode_frame = None
+else:
+    c_read_frame, c_encode_frame = _speedups.read_frame, _speedups.encode_frame
+    READERS.append(pytest.param(c_read_frame, id="c"))
+    ENCODERS.append(pytest.param(c_encode_frame, id="c"))
+
+MASK_KEY = b"\x37\xfa\x21\x3d"
+
+
+@pytest.mark.parametrize("read_frame", READERS)
+class TestReadFrame:
+    @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_whole_frame(self, read_frame: ReadFrame, size: int, masked: bool) -> None:
+        payload = bytes(i % 251 for i in range(size))
+        wire = Frame(Opcode.BINARY, payload).serialize(mask=masked, mask_key=MASK_KEY)
+        buffer = bytearray(b"junk" + wire + b"\x81")
+        assert read_frame(buffer, 4, masked) == (0x82, payload, 4 + len(wire))
+
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_incomplete_frame(self, read_frame: ReadFrame, masked: bool) -> None:
+        wire = Frame(Opcode.TEXT, b"x" * 300).serialize(mask=masked, mask_key=MASK_KEY)
+        for cut in range(len(wire)):
+            assert read_frame(bytearray(wire[:cut]), 0, masked) is None
+
+    @pytest.mark.parametrize(
+        "wire",
+        [
+            pytest.param(b"\x83\x00", id="reserved opcode"),
+            pytest.param(b"\x8b\x00", id="reserved control opcode"),
+            pytest.param(b"\x09\x00", id="fragmented ping"),
+            pytest.param(b"\x89\x7e\x00\x7e" + b"x" * 126, id="long ping"),
+            pytest.param(b"\x82\x7f\x80" + b"\x00" * 7, id="64-bit length top bit"),
+        ],
+    )
+    def test_header_to_reject(self, read_frame: ReadFrame, wire: bytes) -> None:
+        assert read_frame(bytearray(wire), 0, False) is None
+
+    def test_incorrect_masking(self, read_frame: ReadFrame) -> None:
+        unmasked = Frame(Opcode.TEXT, b"hi").serialize(mask=False)
+        masked = Frame(Opcode.TEXT, b"hi").serialize(mask=True, mask_key=MASK_KEY)
+        assert read_frame(bytearray(unmasked), 0, True) is None
+        assert read_frame(bytearray(masked), 0, False) is None
+
+    def test_position_out_of_range(self, read_frame: ReadFrame) -> None:
+        assert read_frame(bytearray(b"\x81\x00"), 2, False) is None
+
+
+@pytest.mark.parametrize("encode_frame", ENCODERS)
+class TestEncodeFrame:
+    @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+    @pytest.mark.parametrize("mask_key", [None, MASK_KEY])
+    def test_matches_frame_serialize(
+        self, encode_frame: EncodeFrame, size: int, mask_key: bytes | None
+    ) -> None:
+        payload = bytes(i % 251 for i in range(size))
+        expected = Frame(Opcode.TEXT, payload, fin=False).serialize(
+            mask=mask_key is not None, mask_key=mask_key
+        )
+        assert encode_frame(0x01, payload, mask_key) == expected
+
+    def test_bad_mask_key(self, encode_frame: EncodeFrame) -> None:
+        with pytest.raises(ValueError, match="4 bytes"):
+            encode_frame(0x81, b"hi", b"abc")
+
+
+@pytest.mark.skipif(c_read_frame is None, reason="the C speedups are not built")
+class TestTwins:
+    @given(st.binary(max_size=300), st.integers(0, 20), st.booleans())
+    def test_read_frame(self, data: bytes, pos: int, masked: bool) -> None:
+        pos = min(pos, len(data))
+        assert c_read_frame is not None
+        assert c_read_frame(bytearray(data), pos, masked) == frames._py_read_frame(
+            bytearray(data), pos, masked
+        )
+
+    @given(
+        st.integers(0, 255), st.binary(max_size=300), st.none() | st.binary(min_size=4, max_size=4)
+    )
+    def test_encode_frame(self, first_byte: int, data: bytes, mask_key: bytes | None) -> None:
+        assert c_encode_frame is not None
+        assert c_encode_frame(first_byte, data, mask_key) == frames._py_encode_frame(
+            first_byte, data, mask_key
+        )
