@@ -38,7 +38,8 @@ coverage: venv
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage report --show-missing
 
-# The echo benchmark compares with picows, aiohttp and uvloop: the "bench" extra.
+# The echo benchmark compares with picows, aiohttp and uvloop: the "bench" extra; and its
+# threaded clients with websocket-client, which comes with "dev" (through "test").
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)

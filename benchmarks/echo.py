@@ -1,5 +1,8 @@
 """Echo over loopback: socketeer against websockets, picows, aiohttp and raw TCP, side by side.
 
+socketeer's threaded server and client (``socketeer.sync``) have a section of their own,
+beside websockets' (``websockets.sync``) and, for clients, websocket-client.
+
 Run with ``make bench`` (after ``benchmarks/protocol.py``) or ``python benchmarks/echo.py``;
 ``--quick`` runs a subset in under a minute (16 B and 1 KiB echo, the default loop, one
 repetition) and writes no results file. The full run writes ``benchmarks/RESULTS.md``.
@@ -30,11 +33,20 @@ Method
   is reported: it compares the libraries even when other processes compete for the CPUs.
 - Messages are binary (no UTF-8 validation); compression is off everywhere (picows has
   none); the message size limit is raised to 16 MiB; all else is each library's default.
+- The threaded (sync) servers and clients: ``socketeer-sync``, ``websockets-sync`` and
+  ``websocket-client`` (a client only) run no event loop, so they are measured once, in the
+  rounds of the first event loop measured, against the same fixed peer on that loop, and
+  shown in a "threads" section with ratios to websockets' sync counterpart. A sync
+  process is pinned whole (all its threads), and its CPU time counts all its threads. With
+  a sync client, the 200-client test runs 200 threads, one per connection, each bounded by
+  the same duration.
 
 Also: ``--tuned-malloc`` keeps glibc from returning freed memory to the system (big-message
 figures are otherwise bimodal, by allocation history); ``--only socketeer,websockets`` and
-``--loop asyncio`` measure a subset; ``--profile socketeer [--profile-test echo:16]`` prints
-the top functions of a server under cProfile instead.
+``--loop asyncio`` measure a subset (``--only socketeer-sync,websockets-sync`` the threads
+section alone); ``--profile socketeer [--profile-test echo:16]`` prints the top functions of
+a server under cProfile instead (``--profile socketeer-sync`` too, on Python 3.11 and
+earlier: the profiles of the connections' threads, merged).
 """
 
 from __future__ import annotations
@@ -58,6 +70,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from echo_clients import SYNC_CLIENTS
+from echo_servers import SYNC_SERVERS, profile_refused
+
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "echo_servers.py"
 CLIENTS = HERE / "echo_clients.py"
@@ -66,7 +81,10 @@ RESULTS = HERE / "RESULTS.md"
 WS_LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp"]
 RAW = "raw"
 RAW_PROTOCOL = "raw-protocol"
-COLUMNS = [*WS_LIBRARIES, RAW_PROTOCOL, RAW]
+ASYNC_COLUMNS = [*WS_LIBRARIES, RAW_PROTOCOL, RAW]
+SYNC_BASE = "websockets-sync"
+"""The threads section's ratios are to this one."""
+COLUMNS = [*ASYNC_COLUMNS, *SYNC_CLIENTS]
 TITLES = {
     "socketeer": "socketeer",
     "websockets": "websockets",
@@ -74,8 +92,17 @@ TITLES = {
     "aiohttp": "aiohttp",
     RAW_PROTOCOL: "raw TCP, Protocol",
     RAW: "raw TCP (limit)",
+    "socketeer-sync": "socketeer sync",
+    "websockets-sync": "websockets sync",
+    "websocket-client": "websocket-client",
 }
-PACKAGES = {"websockets": "websockets", "picows": "picows", "aiohttp": "aiohttp"}
+PACKAGES = {
+    "websockets": "websockets",
+    "picows": "picows",
+    "aiohttp": "aiohttp",
+    "websockets-sync": "websockets",
+    "websocket-client": "websocket",
+}
 
 SINGLE_TESTS = ["echo:16", "echo:1024", "echo:65536", "echo:1048576", "pipeline:16:64"]
 CONCURRENT_TESTS = ["concurrent:256:200"]
@@ -83,6 +110,7 @@ QUICK_TESTS = ["echo:16", "echo:1024"]
 LOOPS = ["asyncio", "uvloop"]
 
 INSTALL_HINT = "pip install -e '.[bench]', as make bench does"
+INSTALL_HINTS = {"websocket-client": "pip install -e '.[test]'; make bench installs it"}
 # glibc returns freed memory of 128 KiB and more to the system at once, so a process that
 # allocates a big buffer per read or per message takes page faults on every one; how often
 # depends on its allocation history, which makes big-message figures bimodal. These settings
@@ -112,7 +140,7 @@ def format_size(size: int) -> str:
 
 
 def installed(name: str) -> bool:
-    if name == "socketeer" or name.startswith(RAW):
+    if name in ("socketeer", "socketeer-sync") or name.startswith(RAW):
         return True
     return importlib.util.find_spec(PACKAGES.get(name, name)) is not None
 
@@ -211,9 +239,27 @@ class ServerProcess:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
+    @property
+    def threaded(self) -> bool:
+        return self.library in SYNC_SERVERS
+
     def pin(self, cpu: int | None) -> None:
-        if cpu is not None and self.process is not None:
+        if cpu is None or self.process is None:
+            return
+        if not self.threaded:
             os.sched_setaffinity(self.process.pid, {cpu})
+            return
+        # sched_setaffinity() pins one thread: pin them all (threads started later inherit
+        # the CPUs of the thread that starts them: here, the accepting thread).
+        try:
+            tasks = os.listdir(f"/proc/{self.process.pid}/task")
+        except FileNotFoundError:
+            raise ProcessLookupError(f"{self.library} server is gone") from None
+        for task in tasks:
+            try:
+                os.sched_setaffinity(int(task), {cpu})
+            except (ProcessLookupError, FileNotFoundError):
+                pass  # that thread ended
 
     def stop(self) -> None:
         process = self.process
@@ -238,8 +284,12 @@ def run_client(
     duration: float,
     cpu: int | None,
     server_pid: int | None = None,
+    server_threads: bool = False,
 ) -> dict[str, Any]:
-    """Run the client process; its output: ``results`` (rates) and ``cpu`` (µs/message)."""
+    """Run the client process; its output: ``results`` (rates) and ``cpu`` (µs/message).
+
+    ``server_threads``: the server is threaded, and its CPU time is that of all its threads.
+    """
     command = [
         sys.executable,
         str(CLIENTS),
@@ -259,6 +309,8 @@ def run_client(
         command += ["--cpu", str(cpu)]
     if server_pid is not None:
         command += ["--server-pid", str(server_pid)]
+    if server_threads:
+        command += ["--server-threads"]
     # Generous: each test is bounded in time; this only catches a hang.
     timeout = 60 + len(tests) * (repetitions * duration + 1) * 4
     try:
@@ -285,6 +337,10 @@ class Results:
     loops: list[str]
     tests: list[str]
     fixed: str
+    columns: list[str] = field(default_factory=lambda: list(COLUMNS))
+    """The columns asked for (``--only``)."""
+    sync_loop: str | None = None
+    """The event loop of the fixed peer of the threads section, once measured."""
     cells: dict[tuple[str, str, str, str], Cell] = field(default_factory=dict)
     """(loop, server library, client library, test) → rates, or a note."""
     cpu: dict[tuple[str, str, str, str, str], list[float | None]] = field(default_factory=dict)
@@ -331,7 +387,15 @@ def measure_round(
         process.pin(server_cpu)
         try:
             output = run_client(
-                client, process.port, loop, tests, 1, duration, client_cpu, process.pid
+                client,
+                process.port,
+                loop,
+                tests,
+                1,
+                duration,
+                client_cpu,
+                process.pid,
+                process.threaded,
             )
         except (Failed, OSError) as exc:
             for test in tests:
@@ -358,7 +422,8 @@ def start_servers(
         if missing:
             for test in results.tests:
                 results.cells[loop, server, client, test] = "n/a"
-            add_note(results, f"{missing[0]}: n/a, not installed ({INSTALL_HINT})")
+            hint = INSTALL_HINTS.get(missing[0], INSTALL_HINT)
+            add_note(results, f"{missing[0]}: n/a, not installed ({hint})")
             continue
         process = ServerProcess(server, loop)
         try:
@@ -410,13 +475,20 @@ def measure_all(
             pairs.append((results.fixed, library))  # the library as client
     pairs += [(raw, raw) for raw in (RAW_PROTOCOL, RAW) if raw in columns]
     pairs = list(dict.fromkeys(pairs))  # fixed against fixed only once
+    # The threaded libraries use no event loop: measured once, with the first loop's.
+    sync_pairs = [(library, results.fixed) for library in SYNC_SERVERS if library in columns]
+    sync_pairs += [(results.fixed, library) for library in SYNC_CLIENTS if library in columns]
     for loop in results.loops:
         if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
             add_note(results, f"uvloop: n/a, not installed ({INSTALL_HINT})")
             continue
+        loop_pairs = pairs
+        if results.sync_loop is None:
+            results.sync_loop = loop
+            loop_pairs = pairs + sync_pairs
         # Every server runs for the whole loop, and each repetition goes round all the pairs:
         # a slow spell of the machine then spreads over the libraries instead of hitting one.
-        running = start_servers(results, loop, pairs)
+        running = start_servers(results, loop, loop_pairs)
         try:
             for repetition in range(repetitions):
                 started = time.perf_counter()
@@ -453,38 +525,112 @@ def format_ratio(numerator: float | None, denominator: float | None) -> str:
 
 def tables(results: Results) -> list[str]:
     lines: list[str] = []
-    for loop in results.loops:
-        for side in ("server", "client"):
-            if side == "server":
-                peer = f"each library as server, with the {results.fixed} client"
-            else:
-                peer = f"each library as client, against the {results.fixed} server"
-            lines += [f"### {loop} loop: {peer}", ""]
-            lines.append("| messages/s | " + " | ".join(TITLES[c] for c in COLUMNS) + " |")
-            lines.append("|---|" + "---:|" * len(COLUMNS))
-            for test in results.tests:
-                cells = [format_rate(results.cell(loop, side, c, test)) for c in COLUMNS]
-                lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
-            lines += ["", "Ratios: ÷ websockets / ÷ raw TCP (limit); higher is better.", ""]
-            lines.append("| ratios | " + " | ".join(TITLES[c] for c in WS_LIBRARIES) + " |")
-            lines.append("|---|" + "---:|" * len(WS_LIBRARIES))
-            for test in results.tests:
-                base = median(results.cell(loop, side, "websockets", test))
-                limit = median(results.cell(loop, side, RAW, test))
-                cells = []
-                for column in WS_LIBRARIES:
-                    value = median(results.cell(loop, side, column, test))
-                    cells.append(f"{format_ratio(value, base)} / {format_ratio(value, limit)}")
-                lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
-            lines += ["", f"CPU time of the {side} per message, in µs; lower is better.", ""]
-            lines.append("| µs/message | " + " | ".join(TITLES[c] for c in COLUMNS) + " |")
-            lines.append("|---|" + "---:|" * len(COLUMNS))
-            for test in results.tests:
-                cpu = [results.cpu_cell(loop, side, c, test) for c in COLUMNS]
-                cells = ["n/a" if value is None else f"{value:,.1f}" for value in cpu]
-                lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
-            lines.append("")
+    if any(column in results.columns for column in ASYNC_COLUMNS):
+        for loop in results.loops:
+            for side in ("server", "client"):
+                if side == "server":
+                    peer = f"each library as server, with the {results.fixed} client"
+                else:
+                    peer = f"each library as client, against the {results.fixed} server"
+                lines += [f"### {loop} loop: {peer}", ""]
+                lines += rate_table(results, loop, side, ASYNC_COLUMNS)
+                lines += ["", "Ratios: ÷ websockets / ÷ raw TCP (limit); higher is better.", ""]
+                lines.append("| ratios | " + " | ".join(TITLES[c] for c in WS_LIBRARIES) + " |")
+                lines.append("|---|" + "---:|" * len(WS_LIBRARIES))
+                for test in results.tests:
+                    base = median(results.cell(loop, side, "websockets", test))
+                    limit = median(results.cell(loop, side, RAW, test))
+                    cells = []
+                    for column in WS_LIBRARIES:
+                        value = median(results.cell(loop, side, column, test))
+                        cells.append(f"{format_ratio(value, base)} / {format_ratio(value, limit)}")
+                    lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+                lines += ["", f"CPU time of the {side} per message, in µs; lower is better.", ""]
+                lines += cpu_table(results, loop, side, ASYNC_COLUMNS)
+                lines.append("")
+    if any(column in results.columns for column in SYNC_CLIENTS):
+        lines += sync_tables(results)
     return lines
+
+
+def sync_tables(results: Results) -> list[str]:
+    """The threads section: the sync servers, then the sync clients, with the fixed peer."""
+    loop = results.sync_loop
+    if loop is None:
+        return ["### threads: not measured (no event loop to run the fixed peer on)", ""]
+    lines: list[str] = []
+    for side, columns in (("server", SYNC_SERVERS), ("client", SYNC_CLIENTS)):
+        if side == "server":
+            peer = f"each library's sync server, with the {results.fixed} client on {loop}"
+        else:
+            peer = f"each library's sync client, against the {results.fixed} server on {loop}"
+        lines += [f"### threads, no event loop: {peer}", ""]
+        lines += rate_table(results, loop, side, columns)
+        lines += ["", f"Ratios: ÷ {TITLES[SYNC_BASE]}; higher is better.", ""]
+        lines.append("| ratios | " + " | ".join(TITLES[c] for c in columns) + " |")
+        lines.append("|---|" + "---:|" * len(columns))
+        for test in results.tests:
+            base = median(results.cell(loop, side, SYNC_BASE, test))
+            cells = [
+                format_ratio(median(results.cell(loop, side, column, test)), base)
+                for column in columns
+            ]
+            lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"CPU time of the {side} per message, all its threads, in µs; lower is better.",
+            "",
+        ]
+        lines += cpu_table(results, loop, side, columns)
+        lines.append("")
+    return lines
+
+
+def rate_table(results: Results, loop: str, side: str, columns: list[str]) -> list[str]:
+    lines = ["| messages/s | " + " | ".join(TITLES[c] for c in columns) + " |"]
+    lines.append("|---|" + "---:|" * len(columns))
+    for test in results.tests:
+        cells = [format_rate(results.cell(loop, side, c, test)) for c in columns]
+        lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cpu_table(results: Results, loop: str, side: str, columns: list[str]) -> list[str]:
+    lines = ["| µs/message | " + " | ".join(TITLES[c] for c in columns) + " |"]
+    lines.append("|---|" + "---:|" * len(columns))
+    for test in results.tests:
+        cpu = [results.cpu_cell(loop, side, c, test) for c in columns]
+        cells = ["n/a" if value is None else f"{value:,.1f}" for value in cpu]
+        lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def sync_notes(results: Results, loop: str) -> list[str]:
+    """What the threads section's figures are: printed under the tables."""
+    notes = [
+        f"threads section: the sync servers and clients run no event loop, so they were "
+        f"measured once, in the same rounds as the {loop} loop's libraries and with the same "
+        f"{results.fixed} peers on that loop: their figures compare with the {loop} tables "
+        "too (e.g. socketeer sync with socketeer). A sync process is pinned whole, all its "
+        "threads, like the others; its CPU time per message counts all its threads (for the "
+        "server, the threads alive during the run, which hold the connections throughout)",
+        "threads section, threads per connection: socketeer sync and websockets sync start a "
+        "reading thread for each connection, and their servers a handler thread too; "
+        "websocket-client starts none, reading in the thread that calls `recv`",
+    ]
+    if any(test.startswith("concurrent") for test in results.tests):
+        notes.append(
+            "threads section, 200 clients: a sync server runs two threads per connection "
+            "(400 for 200 clients); a sync client drives each connection from a thread of its "
+            "own (200 threads, plus socketeer's and websockets' 200 reading threads), each "
+            "stopping at the same deadline as the other tests"
+        )
+    if "websocket-client" in results.columns:
+        notes.append(
+            "websocket-client is a client only; it has no compression and no message size "
+            "limit to set, and sends binary messages with `send_binary`"
+        )
+    return notes
 
 
 def spread_note(results: Results) -> str | None:
@@ -505,7 +651,15 @@ def report(
     now = datetime.datetime.now().astimezone()
     versions = ", ".join(
         f"{name} {version(name)}"
-        for name in ["socketeer", "websockets", "picows", "aiofastnet", "aiohttp", "uvloop"]
+        for name in [
+            "socketeer",
+            "websockets",
+            "picows",
+            "aiofastnet",
+            "aiohttp",
+            "uvloop",
+            "websocket-client",
+        ]
     )
     lines = [
         "# Echo benchmark",
@@ -518,7 +672,13 @@ def report(
         f"each talks to the {results.fixed} server; the raw TCP columns are a raw client "
         "against a raw server, no WebSocket at all: `raw TCP, Protocol` echoes with "
         "`asyncio.Protocol.data_received`, `raw TCP (limit)` with `asyncio.BufferedProtocol` "
-        "reading into a buffer allocated once",
+        "reading into a buffer allocated once"
+        + (
+            "; the threaded (sync) servers and clients, which use no event loop, have a "
+            f"section of their own (threads), with the same {results.fixed} peers"
+            if any(column in results.columns for column in SYNC_CLIENTS)
+            else ""
+        ),
         f"- placement: {where.description}",
         "- memory allocator: "
         + (
@@ -542,6 +702,8 @@ def report(
     lines.append("")
     lines += tables(results)
     notes = list(results.notes)
+    if results.sync_loop is not None and any(c in results.columns for c in SYNC_CLIENTS):
+        notes += sync_notes(results, results.sync_loop)
     if results.others:
         notes.append(
             "other processes on the machine took a median "
@@ -561,7 +723,10 @@ def report(
 
 
 def profile(library: str, loop: str, test: str, duration: float, where: Placement) -> str:
-    """cProfile the server of ``library`` under one test; the top 15 functions by tottime."""
+    """cProfile the server of ``library`` under one test; the top 15 functions by tottime.
+
+    A threaded server profiles each of its connections' threads, and merges them.
+    """
     client = "picows" if installed("picows") else "socketeer"
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "server.prof")
@@ -576,8 +741,16 @@ def profile(library: str, loop: str, test: str, duration: float, where: Placemen
         stats = pstats.Stats(path, stream=stream)
         stats.strip_dirs().sort_stats("tottime").print_stats(15)
     rate = output["results"][test][0]
+    if library in SYNC_SERVERS:
+        what = (
+            f"{library} server (threads: the profiles of the connections' threads, merged; "
+            "time spent waiting in a thread counts as that function's time)"
+        )
+        peer = f"the {client} client on the {loop} loop"
+    else:
+        what, peer = f"{library} server", f"the {client} client, {loop} loop"
     return (
-        f"{library} server under {test_title(test)} with the {client} client, {loop} loop, "
+        f"{what} under {test_title(test)} with {peer}, "
         f"{where.description}: {rate:,.0f} messages/s while profiled\n{stream.getvalue()}"
     )
 
@@ -600,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         metavar="LIBRARY",
-        choices=[*WS_LIBRARIES, RAW_PROTOCOL, RAW],
+        choices=[*WS_LIBRARIES, RAW_PROTOCOL, RAW, *SYNC_SERVERS],
         help="instead: cProfile this library's server under --profile-test",
     )
     parser.add_argument("--profile-test", default="echo:16", help="e.g. echo:16, pipeline:16:64")
@@ -617,6 +790,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"only these columns, e.g. socketeer,websockets,raw (of {','.join(COLUMNS)})",
     )
     args = parser.parse_args(argv)
+    unknown = [column for column in args.only or [] if column not in COLUMNS]
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(unknown)} (columns: {','.join(COLUMNS)})")
+    if args.profile is not None:
+        refused = profile_refused(args.profile)
+        if refused is not None:
+            parser.error(refused)
     if args.tuned_malloc:
         os.environ.update(TUNED_MALLOC)  # inherited by every server and client
     where = placement(args.placement or ("split" if args.profile else "same"))
@@ -629,13 +809,13 @@ def main(argv: list[str] | None = None) -> int:
     tests = QUICK_TESTS if args.quick else SINGLE_TESTS + CONCURRENT_TESTS
     output = args.output or (None if args.quick else RESULTS)
     fixed = "picows" if installed("picows") else "socketeer"
-    results = Results(loops, tests, fixed)
+    results = Results(loops, tests, fixed, args.only or list(COLUMNS))
     if fixed != "picows":
         add_note(results, "picows is not installed: the fixed peer is socketeer instead")
     print(f"Echo benchmark ({where.description})", file=sys.stderr, flush=True)
     load_before = load_average()
     started = time.perf_counter()
-    measure_all(results, repetitions, duration, where, args.only or COLUMNS)
+    measure_all(results, repetitions, duration, where, results.columns)
     load_note(results, load_before, load_average())
     text = report(results, where, repetitions, duration, time.perf_counter() - started)
     print(text)

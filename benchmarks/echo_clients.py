@@ -24,6 +24,16 @@ socketeer, websockets and aiohttp are driven through their ``send``/``recv`` cor
 the way applications use them; picows and the raw TCP clients through their callbacks:
 ``raw-protocol`` reads the :class:`asyncio.Protocol` way, ``raw`` the
 :class:`asyncio.BufferedProtocol` way (into a buffer allocated once).
+
+The threaded clients run no event loop and ignore ``--loop``: ``socketeer-sync``
+(:func:`socketeer.sync.connect`), ``websockets-sync`` (:func:`websockets.sync.client.connect`)
+and ``websocket-client`` (:func:`websocket.create_connection`), driven through their blocking
+``send``/``recv`` (``send_binary`` for websocket-client) from the main thread; for
+``concurrent:SIZE:CLIENTS``, from CLIENTS threads, one per connection, started once per test.
+socketeer and websockets also start a reading thread per connection; websocket-client reads
+in the thread that calls ``recv``. The CPU time of a threaded process counts all its threads:
+the client's own (:data:`time.CLOCK_PROCESS_CPUTIME_ID`), and the threads alive in the
+server's (with ``--server-threads``), which hold the connections for the whole test.
 """
 
 from __future__ import annotations
@@ -35,11 +45,16 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from echo_servers import LIBRARIES, LOOPS, MAX_MESSAGE, MissingError, run
+from echo_servers import LIBRARIES, LOOPS, MAX_MESSAGE, SYNC_SERVERS, MissingError, run
 
-__all__ = ["MAX_COUNT", "WARMUP"]
+__all__ = ["CLIENTS", "MAX_COUNT", "SYNC_CLIENTS", "WARMUP"]
+
+SYNC_CLIENTS = [*SYNC_SERVERS, "websocket-client"]
+"""The threaded clients: no event loop."""
+CLIENTS = [*LIBRARIES, "websocket-client"]
 
 MAX_COUNT = 5_000_000
 """Most messages in one repetition, whatever the time."""
@@ -350,6 +365,137 @@ def raw_opener(factory: Callable[[], _RawPeer]) -> Callable[[str], Awaitable[tup
     return open_raw
 
 
+# Threaded clients: socketeer.sync, websockets.sync, websocket-client. A connection is
+# (send, recv, close), blocking functions.
+
+SyncConnection = tuple[Callable[[bytes], Any], Callable[[], Any], Callable[[], Any]]
+
+
+class SyncLibrary:
+    """Opens connections of a library with a blocking send/recv API.
+
+    One connection is driven from the main thread; several (the concurrent test) from a
+    thread each, kept from one repetition to the next.
+    """
+
+    def __init__(self, open: Callable[[str], SyncConnection]) -> None:
+        self.open = open
+        self.pool: ThreadPoolExecutor | None = None
+        self.threads = 0
+
+    def connect(self, uri: str, count: int) -> list[SyncConnection]:
+        return [self.open(uri) for _ in range(count)]
+
+    def check(self, connection: SyncConnection, size: int) -> None:
+        send, recv, _ = connection
+        send(b"x" * size)
+        data = recv()
+        if len(data) != size:
+            raise RuntimeError(f"sent {size} bytes, got {len(data)} back")
+
+    def echo(
+        self, connections: list[SyncConnection], payload: bytes, duration: float
+    ) -> tuple[int, float]:
+        """Round trips, all connections together, and the seconds they took."""
+        if len(connections) == 1:
+            send, recv, _ = connections[0]
+            start = perf_counter()
+            count = _sync_echo_loop(send, recv, payload, start + duration)
+            return count, perf_counter() - start
+        if self.pool is None or self.threads != len(connections):
+            self.shutdown()
+            self.pool = ThreadPoolExecutor(len(connections), "client")
+            self.threads = len(connections)
+        start = perf_counter()
+        deadline = start + duration
+        futures = [
+            self.pool.submit(_sync_echo_loop, send, recv, payload, deadline)
+            for send, recv, _ in connections
+        ]
+        count = sum(future.result() for future in futures)
+        return count, perf_counter() - start
+
+    def pipeline(
+        self, connection: SyncConnection, payload: bytes, window: int, duration: float
+    ) -> tuple[int, float]:
+        send, recv, _ = connection
+        start = perf_counter()
+        deadline = start + duration
+        count = 0
+        for _ in range(window):
+            send(payload)
+        in_flight = window
+        while in_flight:
+            recv()
+            in_flight -= 1
+            count += 1
+            if count + in_flight < MAX_COUNT and perf_counter() < deadline:
+                send(payload)
+                in_flight += 1
+        return count, perf_counter() - start
+
+    def close(self, connections: list[SyncConnection]) -> None:
+        for _, _, close in connections:
+            try:
+                close()
+            except Exception:  # the figures are taken: close as well as may be
+                pass
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+
+def _sync_echo_loop(
+    send: Callable[[bytes], Any], recv: Callable[[], Any], payload: bytes, deadline: float
+) -> int:
+    count = 0
+    while count < MAX_COUNT:
+        send(payload)
+        recv()
+        count += 1
+        if perf_counter() >= deadline:
+            break
+    return count
+
+
+def open_socketeer_sync(uri: str) -> SyncConnection:
+    from socketeer.sync import connect
+
+    ws = connect(uri, compression=None, max_size=MAX_MESSAGE)
+    return ws.send, ws.recv, ws.close
+
+
+def open_websockets_sync(uri: str) -> SyncConnection:
+    try:
+        from websockets.sync.client import connect
+    except ImportError as exc:
+        raise MissingError(f"websockets>=11 is not installed ({exc})") from exc
+    # Entered as a context manager, as websockets 17.1 and later want (else they warn);
+    # ws.close() does what leaving it would.
+    ws = connect(uri, compression=None, max_size=MAX_MESSAGE).__enter__()
+    return ws.send, ws.recv, ws.close
+
+
+def open_websocket_client(uri: str) -> SyncConnection:
+    # websocket-client has neither compression nor a message size limit to set.
+    try:
+        import websocket
+    except ImportError as exc:
+        raise MissingError(f"websocket-client is not installed ({exc})") from exc
+    ws = websocket.create_connection(uri)
+    return ws.send_binary, ws.recv, ws.close
+
+
+def sync_library(name: str) -> SyncLibrary:
+    if name == "socketeer-sync":
+        return SyncLibrary(open_socketeer_sync)
+    if name == "websockets-sync":
+        return SyncLibrary(open_websockets_sync)
+    return SyncLibrary(open_websocket_client)
+
+
 def library(name: str) -> AsyncLibrary | CallbackLibrary:
     if name == "socketeer":
         return AsyncLibrary(open_socketeer)
@@ -369,19 +515,37 @@ def parse_test(test: str) -> tuple[str, list[int]]:
     return kind, [int(n) for n in numbers]
 
 
-def run_time(pid: int | None) -> int | None:
+def run_time(pid: int | None, threads: bool = False) -> int | None:
     """Nanoseconds the main thread of process ``pid`` ran on a CPU (Linux), or None.
 
     Unlike rates, CPU time per message hardly depends on where the processes run or on what
-    else runs on the machine.
+    else runs on the machine. With ``threads``, the time of all the threads: of this
+    process, all it ever had (:data:`time.CLOCK_PROCESS_CPUTIME_ID`, the same count); of
+    another, those alive now.
     """
     if pid is None:
         return None
-    try:
-        with open(f"/proc/{pid}/schedstat") as file:
-            return int(file.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    if threads and pid == os.getpid() and hasattr(time, "CLOCK_PROCESS_CPUTIME_ID"):
+        return time.clock_gettime_ns(time.CLOCK_PROCESS_CPUTIME_ID)
+    paths = [f"/proc/{pid}/schedstat"]
+    if threads:
+        try:
+            paths = [
+                f"/proc/{pid}/task/{task}/schedstat" for task in os.listdir(f"/proc/{pid}/task")
+            ]
+        except OSError:
+            return None
+    total = 0
+    for path in paths:
+        try:
+            with open(path) as file:
+                total += int(file.read().split()[0])
+        except FileNotFoundError:
+            if not threads:  # a thread may have ended since the listing
+                return None
+        except (OSError, ValueError, IndexError):
+            return None
+    return total
 
 
 def busy_time(cpus: set[int]) -> int | None:
@@ -404,8 +568,11 @@ class Usage:
     """Per repetition: CPU µs per message of the server and of the client, and the share of
     their CPUs' time that other processes took."""
 
-    def __init__(self, server_pid: int | None) -> None:
+    def __init__(
+        self, server_pid: int | None, server_threads: bool = False, client_threads: bool = False
+    ) -> None:
         self.pids = {"server": server_pid, "client": os.getpid()}
+        self.threads = {"server": server_threads, "client": client_threads}
         self.cpu: dict[str, list[float | None]] = {"server": [], "client": []}
         self.others: list[float | None] = []
         self.cpus: set[int] = set()
@@ -415,13 +582,13 @@ class Usage:
         self._busy: int | None = None
 
     def start(self) -> None:
-        self._runs = {side: run_time(pid) for side, pid in self.pids.items()}
+        self._runs = {side: run_time(pid, self.threads[side]) for side, pid in self.pids.items()}
         self._busy = busy_time(self.cpus)
 
     def stop(self, count: int, elapsed: float) -> None:
         ours: int | None = 0
         for side, pid in self.pids.items():
-            before, after = self._runs[side], run_time(pid)
+            before, after = self._runs[side], run_time(pid, self.threads[side])
             if before is None or after is None or not count:
                 self.cpu[side].append(None)
                 ours = None
@@ -444,6 +611,7 @@ async def run_tests(
     repetitions: int,
     duration: float,
     server_pid: int | None = None,
+    server_threads: bool = False,
 ) -> dict[str, Any]:
     lib: Any = library(name)
     uri = f"ws://127.0.0.1:{port}/"
@@ -462,7 +630,7 @@ async def run_tests(
             connections = single
         await lib.check(connections[0], len(payload))
         rates = []
-        usage = Usage(server_pid)
+        usage = Usage(server_pid, server_threads)
         for seconds in [WARMUP] + [duration] * repetitions:
             usage.start()
             if kind == "pipeline":
@@ -485,31 +653,100 @@ async def run_tests(
     return {"results": results, "cpu": cpu, "others": others}
 
 
+def run_sync_tests(
+    name: str,
+    port: int,
+    tests: list[str],
+    repetitions: int,
+    duration: float,
+    server_pid: int | None = None,
+    server_threads: bool = False,
+) -> dict[str, Any]:
+    """:func:`run_tests` for a threaded client: no event loop."""
+    lib = sync_library(name)
+    uri = f"ws://127.0.0.1:{port}/"
+    results: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, list[float | None]]] = {}
+    others: dict[str, list[float | None]] = {}
+    single = None
+    try:
+        for test in tests:
+            kind, numbers = parse_test(test)
+            payload = os.urandom(numbers[0])
+            if kind == "concurrent":
+                connections = lib.connect(uri, numbers[1])
+            else:
+                if single is None:
+                    single = lib.connect(uri, 1)
+                connections = single
+            lib.check(connections[0], len(payload))
+            rates = []
+            usage = Usage(server_pid, server_threads, client_threads=True)
+            for seconds in [WARMUP] + [duration] * repetitions:
+                usage.start()
+                if kind == "pipeline":
+                    count, elapsed = lib.pipeline(connections[0], payload, numbers[1], seconds)
+                else:
+                    count, elapsed = lib.echo(connections, payload, seconds)
+                usage.stop(count, elapsed)
+                rates.append(count / elapsed)
+            # Not the warm-up:
+            results[test] = rates[1:]
+            cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
+            others[test] = usage.others[1:]
+            if kind == "concurrent":
+                lib.close(connections)
+        if single is not None:
+            lib.close(single)
+    finally:
+        lib.shutdown()
+    return {"results": results, "cpu": cpu, "others": others}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("library", choices=LIBRARIES)
+    parser.add_argument("library", choices=CLIENTS)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    parser.add_argument(
+        "--loop", choices=LOOPS, default="asyncio", help="ignored by the threaded clients"
+    )
     parser.add_argument("--tests", required=True, help="e.g. echo:16,pipeline:16:64")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--duration", type=float, default=1.0, help="seconds per repetition")
     parser.add_argument("--cpu", type=int, help="pin this process to this CPU")
     parser.add_argument("--server-pid", type=int, help="also measure the server's CPU time")
+    parser.add_argument(
+        "--server-threads",
+        action="store_true",
+        help="the server is threaded: count the CPU time of all its threads",
+    )
     args = parser.parse_args(argv)
     if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
+        os.sched_setaffinity(0, {args.cpu})  # before any thread: they all inherit it
     try:
-        output = run(
-            run_tests(
+        if args.library in SYNC_CLIENTS:
+            output = run_sync_tests(
                 args.library,
                 args.port,
                 args.tests.split(","),
                 args.repetitions,
                 args.duration,
                 args.server_pid,
-            ),
-            args.loop,
-        )
+                args.server_threads,
+            )
+        else:
+            output = run(
+                run_tests(
+                    args.library,
+                    args.port,
+                    args.tests.split(","),
+                    args.repetitions,
+                    args.duration,
+                    args.server_pid,
+                    args.server_threads,
+                ),
+                args.loop,
+            )
     except MissingError as exc:
         output = {"missing": str(exc)}
     print(json.dumps(output), flush=True)

@@ -9,6 +9,15 @@ writes the stats to FILE on exit.
 Every server sends a binary message back as binary and a text message as text, with
 compression off and the message size limit raised to :data:`MAX_MESSAGE`; everything else is
 the library's default.
+
+The threaded servers, ``socketeer-sync`` (:func:`socketeer.sync.serve`) and
+``websockets-sync`` (:func:`websockets.sync.server.serve`), run no event loop and ignore
+``--loop``: ``serve_forever`` accepts in a thread of its own, each connection gets the
+library's threads (a handler thread and a reading thread), and the main thread waits for
+standard input to close, then calls ``shutdown``. Under ``--profile``, every thread started
+after the server began accepting gets a cProfile profiler of its own (Python 3.11 and
+earlier: from 3.12 on, cProfile is one profiler for the whole interpreter, so that ``--profile``
+is refused for them), and their stats are merged on exit.
 """
 
 from __future__ import annotations
@@ -16,14 +25,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import selectors
 import socket
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-__all__ = ["LIBRARIES", "LOOPS", "MAX_MESSAGE", "MissingError", "new_event_loop", "run"]
+__all__ = [
+    "LIBRARIES",
+    "LOOPS",
+    "MAX_MESSAGE",
+    "SYNC_SERVERS",
+    "MissingError",
+    "new_event_loop",
+    "profile_refused",
+    "run",
+]
 
-LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp", "raw-protocol", "raw"]
+SYNC_SERVERS = ["socketeer-sync", "websockets-sync"]
+"""The threaded servers: no event loop."""
+LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp", "raw-protocol", "raw", *SYNC_SERVERS]
 LOOPS = ["asyncio", "uvloop"]
 MAX_MESSAGE = 16 * 1048576
 """Message size limit given to every library, above the largest message sent (1 MiB)."""
@@ -203,6 +226,114 @@ async def _serve_tcp(factory: Callable[[], asyncio.BaseProtocol]) -> tuple[int, 
     return port, stop
 
 
+# Threaded servers: a server object with serve_forever() and shutdown(), and its port.
+
+
+def _sync_handler(ws: Any) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def serve_socketeer_sync() -> tuple[Any, int]:
+    from socketeer.sync import serve
+
+    server = serve(_sync_handler, "127.0.0.1", 0, compression=None, max_size=MAX_MESSAGE)
+    return server, server.socket.getsockname()[1]
+
+
+def serve_websockets_sync() -> tuple[Any, int]:
+    try:
+        from websockets.sync.server import serve
+    except ImportError as exc:
+        raise MissingError(f"websockets>=11 is not installed ({exc})") from exc
+    server = serve(_sync_handler, "127.0.0.1", 0, compression=None, max_size=MAX_MESSAGE)
+    return server, server.socket.getsockname()[1]
+
+
+SYNC: dict[str, Callable[[], tuple[Any, int]]] = {
+    "socketeer-sync": serve_socketeer_sync,
+    "websockets-sync": serve_websockets_sync,
+}
+
+
+def profile_refused(library: str) -> str | None:
+    """Why ``--profile`` cannot profile this server here, or None when it can."""
+    if library in SYNC_SERVERS and sys.version_info >= (3, 12):
+        return (
+            f"cannot profile the threaded {library} server on Python 3.12 and later: cProfile "
+            "is then one profiler for all the threads at once, which mixes up their calls "
+            "(use Python 3.11 or earlier, or profile the asyncio server)"
+        )
+    return None
+
+
+class ThreadProfiles:
+    """A cProfile profiler for every thread started from now on; stats merged on dump."""
+
+    def __init__(self) -> None:
+        import cProfile
+
+        self.profilers: list[cProfile.Profile] = []
+        self.lock = threading.Lock()
+
+        def start(frame: Any, event: str, arg: Any) -> None:
+            # The new thread's first event: from now on, its own profiler takes over.
+            if threading.current_thread().name in self.IGNORED:
+                sys.setprofile(None)
+                return
+            profiler = cProfile.Profile()
+            with self.lock:
+                self.profilers.append(profiler)
+            profiler.enable()
+
+        threading.setprofile(start)
+
+    IGNORED = ("accept", "shutdown")
+    """Threads that mostly wait, not profiled: the server's own, not the connections'."""
+
+    def stop(self) -> None:
+        """Profile no thread started from now on."""
+        threading.setprofile(None)
+
+    def dump(self, path: str) -> None:
+        import cProfile
+        import pstats
+
+        self.stop()
+        with self.lock:
+            profilers = list(self.profilers) or [cProfile.Profile()]
+        pstats.Stats(*profilers).dump_stats(path)
+
+
+def _wait_stdin_closed() -> None:
+    deadline = time.monotonic() + MAX_LIFETIME
+    with selectors.DefaultSelector() as selector:
+        selector.register(0, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if selector.select(left) and not os.read(0, 4096):
+                return
+
+
+def main_sync(library: str, profile: str | None) -> None:
+    """Serve on threads until standard input closes; no event loop."""
+    try:
+        server, port = SYNC[library]()
+    except MissingError as exc:
+        print(f"missing {exc}", flush=True)
+        return
+    threading.Thread(target=server.serve_forever, name="accept", daemon=True).start()
+    profiles = None if profile is None else ThreadProfiles()
+    print(f"port {port}", flush=True)
+    _wait_stdin_closed()
+    if profiles is not None:
+        profiles.stop()
+    stopping = threading.Thread(target=server.shutdown, name="shutdown", daemon=True)
+    stopping.start()
+    stopping.join(5.0)
+    if profiles is not None and profile is not None:
+        profiles.dump(profile)
+
+
 SERVERS: dict[str, Callable[[], Awaitable[tuple[int, Stop]]]] = {
     "socketeer": serve_socketeer,
     "websockets": serve_websockets,
@@ -256,9 +387,17 @@ async def main_async(library: str, profile: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("library", choices=LIBRARIES)
-    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    parser.add_argument(
+        "--loop", choices=LOOPS, default="asyncio", help="ignored by the threaded servers"
+    )
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats to FILE")
     args = parser.parse_args(argv)
+    refused = None if args.profile is None else profile_refused(args.library)
+    if refused is not None:
+        parser.error(refused)
+    if args.library in SYNC_SERVERS:
+        main_sync(args.library, args.profile)
+        return 0
     try:
         new_event_loop(args.loop).close()
     except MissingError as exc:
