@@ -8,7 +8,7 @@ drivers subclass it (``socketeer.asyncio.connection`` and ``socketeer.sync.conne
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 from typing import Protocol as TypingProtocol
 
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
@@ -18,7 +18,14 @@ from .protocol.http11 import Request, Response
 from .protocol.keepalive import Pings
 from .typedefs import BytesLike, Data, Subprotocol
 
-__all__ = ["ConnectionBase", "OK_CLOSE_CODES", "is_text", "as_bytes", "format_address"]
+__all__ = [
+    "ConnectionBase",
+    "BroadcastResult",
+    "OK_CLOSE_CODES",
+    "is_text",
+    "as_bytes",
+    "format_address",
+]
 
 OK_CLOSE_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
@@ -115,6 +122,16 @@ class ConnectionBase:
         state = self.protocol.state
         if state is CLOSING or state is CLOSED:
             raise self._closed_exc() from self.protocol.parser_exc
+
+
+class BroadcastResult(NamedTuple):
+    """What a ``broadcast()`` did."""
+
+    sent: int
+    """Connections the message was written to, or queued for."""
+    skipped: int
+    """Open connections skipped: their write buffer was past ``write_limit``, a fragmented
+    message was underway, or (threads only) another thread was writing to the socket."""
 
 
 def is_text(fragment: object) -> bool:

@@ -8,22 +8,15 @@ backoff and jitter, and gives up on errors that will not heal.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import random
 import socket
 import ssl as ssl_module
-import urllib.parse
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..exceptions import (
-    InvalidMessage,
-    InvalidStatus,
-    InvalidURI,
-    SecurityError,
-)
+from ..client import MAX_REDIRECTS, Backoff, Redirects, is_transient
+from ..exceptions import InvalidMessage, InvalidStatus
 from ..options import (
     CLOSE_TIMEOUT,
     MAX_QUEUE,
@@ -44,29 +37,7 @@ from .connection import Connection
 
 __all__ = ["connect", "ClientConnection", "Backoff", "MAX_REDIRECTS"]
 
-MAX_REDIRECTS = 10
-"""Most HTTP redirects followed while connecting."""
-
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Backoff:
-    """Delays between reconnection attempts: exponential, capped, with full jitter.
-
-    Attempt ``n`` (from 0) waits a random time between 0 and
-    ``min(initial * factor ** n, maximum)`` seconds, so that many clients that lost the same
-    server do not come back all at once.
-    """
-
-    initial: float = 1.0
-    factor: float = 1.618
-    maximum: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before attempt ``attempt`` (0 for the first retry)."""
-        ceiling = min(self.initial * self.factor**attempt, self.maximum)
-        return random.uniform(0, ceiling)
 
 
 class ClientConnection(Connection):
@@ -209,18 +180,17 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
         return connection
 
     async def _follow_redirects(self) -> ClientConnection:
-        uri = self.uri
-        for _ in range(self.max_redirects + 1):
+        # A Unix socket path or a given socket leads to one server: nowhere else to go.
+        enabled = self.unix is None and self.sock is None
+        redirects = Redirects(self.uri, self.max_redirects, enabled=enabled)
+        while True:
             try:
-                return await self._connect(uri)
+                return await self._connect(redirects.uri)
             except InvalidStatus as exc:
-                location = _redirect_location(exc.response)
-                # A Unix socket path or a given socket leads to one server: nowhere else to go.
-                if location is None or self.unix is not None or self.sock is not None:
+                location = redirects.follow(exc.response)
+                if location is None:
                     raise
-                uri = _redirect_uri(uri, location)
                 self.logger.info("redirected to %s", location)
-        raise SecurityError(f"more than {self.max_redirects} redirects")
 
     async def _connect(self, uri: WebSocketURI) -> ClientConnection:
         loop = asyncio.get_running_loop()
@@ -317,37 +287,3 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
                 yield connection
             finally:
                 await connection.close()
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether connecting again may succeed after ``exc``."""
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        return status >= 500 or status == 429
-    if isinstance(exc, (InvalidURI, SecurityError, ssl_module.SSLCertVerificationError)):
-        return False
-    if isinstance(exc, InvalidMessage):
-        return True  # e.g. the server went away in the middle of the handshake
-    return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
-
-
-def _redirect_location(response: Response) -> str | None:
-    if response.status_code in (301, 302, 303, 307, 308):
-        locations = response.headers.get_all("Location")
-        if len(locations) == 1:
-            return locations[0]
-    return None
-
-
-def _redirect_uri(uri: WebSocketURI, location: str) -> WebSocketURI:
-    """The URI to follow a redirect to: relative locations resolved, http(s) mapped to ws(s)."""
-    base = f"{'https' if uri.secure else 'http'}://{uri.host}:{uri.port}{uri.resource_name}"
-    if ":" in uri.host:
-        base = f"{'https' if uri.secure else 'http'}://[{uri.host}]:{uri.port}{uri.resource_name}"
-    target = urllib.parse.urljoin(base, location)
-    scheme, _, rest = target.partition(":")
-    scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
-    new_uri = parse_uri(f"{scheme}:{rest}")
-    if uri.secure and not new_uri.secure:
-        raise SecurityError(f"redirect from wss:// to ws:// refused: {location}")
-    return new_uri

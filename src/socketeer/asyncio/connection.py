@@ -41,9 +41,9 @@ import asyncio
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Hashable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, cast, overload
+from typing import Any, Literal, cast, overload
 
-from ..connection import ConnectionBase, as_bytes, is_text
+from ..connection import BroadcastResult, ConnectionBase, as_bytes, is_text
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosedOK,
@@ -580,16 +580,6 @@ async def anext_or_none(iterator: AsyncIterator[Data | BytesLike]) -> Data | Byt
         return await iterator.__anext__()
     except StopAsyncIteration:
         return None
-
-
-class BroadcastResult(NamedTuple):
-    """What :func:`broadcast` did."""
-
-    sent: int
-    """Connections the message was written to."""
-    skipped: int
-    """Open connections skipped: their write buffer was past ``write_limit``, or a
-    fragmented message was underway."""
 
 
 def broadcast(connections: Iterable[Connection], message: Data | BytesLike) -> BroadcastResult:

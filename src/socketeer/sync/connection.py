@@ -23,6 +23,18 @@ Backpressure: when ``max_queue`` whole messages wait unread, the reading thread 
 keeps the rest of a read unparsed (its ``max_pending``); once a close frame was sent, reading
 never pauses (the peer's close frame must come through).
 
+Writing without waiting, for :func:`broadcast`: a broadcast never waits for a peer. It
+skips a connection whose mutex is held by a thread writing to the socket (which may wait
+for a slow peer); it writes what the socket takes at once (``MSG_DONTWAIT``; never with TLS,
+whose records cannot be written in part without waiting) and leaves the rest, whole frames
+or the end of one, in a backlog. The backlog is written by a writing thread, which the
+connection starts the first time it needs one, which writes without holding the mutex, and
+which ends with the connection (the reading thread shuts the socket down under it, and waits
+for it, before closing the socket). While the backlog is not empty, every write joins it, so
+that bytes reach the socket in the order the protocol made them; while it holds more than
+``write_limit`` bytes, ``send`` waits, the reading thread stops reading (the peer's pings
+would pile up pongs) and :func:`broadcast` skips the connection.
+
 Deadlines, kept by the reading thread with :func:`time.monotonic` and a bounded wait on the
 socket (``poll``) rather than socket timeouts, which would also apply to other threads'
 writes: keepalive pings every ``ping_interval`` (failing with 1011 when a pong does not come
@@ -40,11 +52,12 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, overload
 
-from ..connection import ConnectionBase, as_bytes, is_text
+from ..connection import BroadcastResult, ConnectionBase, as_bytes, is_text
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -58,10 +71,13 @@ from ..protocol.keepalive import Keepalive, KeepaliveAction, Pings
 from ..typedefs import BytesLike, Data, LoggerLike
 from .messages import Assembler
 
-__all__ = ["Connection", "PongWaiter", "READ_BUFFER_SIZE"]
+__all__ = ["Connection", "PongWaiter", "READ_BUFFER_SIZE", "broadcast", "BroadcastResult"]
 
 READ_BUFFER_SIZE = 65_536
 """Bytes the reading thread reads at once."""
+
+_NOWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where it does not exist (Windows)
+_MUTEX_POLL = 0.001  # how often broadcast() checks whether a busy connection is writing
 
 
 class PongWaiter:
@@ -134,6 +150,14 @@ class Connection(ConnectionBase):
         self._close_deadline: float | None = None
         self._write_exc: OSError | None = None
         self._socket_closed = False
+        self._started = False
+        # Writing without waiting (see the theory of operation); the mutex guards these.
+        self._backlog: deque[bytes] = deque()  # b"" is the end of the stream, as in the protocol
+        self._backlog_size = 0  # bytes not written yet: the backlog and what the writer holds
+        self._backlog_changed = threading.Condition(self.protocol_mutex)
+        self._flushing = False  # the writing thread writes bytes it took from the backlog
+        self._writing = False  # a thread holding the mutex writes to the socket (may block)
+        self._writer: threading.Thread | None = None
 
     # Public attributes
 
@@ -209,7 +233,8 @@ class Connection(ConnectionBase):
     def send(
         self, message: Data | BytesLike | Iterable[Data | BytesLike], *, compress: bool = True
     ) -> None:
-        """Send a message; block while the socket's buffer is full.
+        """Send a message; block while the socket's buffer is full (and while more than
+        ``write_limit`` bytes wait in the backlog that a :func:`broadcast` may leave).
 
         Args:
             message: :class:`str` for a text message; bytes-like for a binary message; an
@@ -316,6 +341,8 @@ class Connection(ConnectionBase):
                 self._raise_if_closed()
                 raise
             self._write_pending()
+            if self._backlog_size > self.options.write_limit:
+                self._backlog_changed.wait_for(self._drained)
             exc = self._write_exc
         if exc is not None:
             # The socket is shut down: the reading thread ends and closes the connection.
@@ -403,6 +430,7 @@ class Connection(ConnectionBase):
         self.socket.settimeout(None)
         if self.protocol.state is OPEN:
             self._keepalive_at = self._keepalive_policy.start(time.monotonic())
+        self._started = True
         self.recv_events_thread.start()
 
     # The reading thread
@@ -417,6 +445,10 @@ class Connection(ConnectionBase):
                     timeout = self._timeout()
                     if self.recv_messages.paused:
                         self.recv_messages.wait_resumed(timeout)
+                    elif self._backlog_size > self.options.write_limit:
+                        # Bytes to write pile up (pongs, for one): read no more until they go.
+                        with self._backlog_changed:
+                            self._backlog_changed.wait_for(self._drained, timeout)
                     elif protocol.unparsed:
                         with self.protocol_mutex:
                             protocol.receive_data(b"")
@@ -446,9 +478,19 @@ class Connection(ConnectionBase):
                 self.protocol.receive_eof()
             self.protocol.data_to_send()  # nowhere to write it any more
             self._dispatch(self.protocol.events_received())
+            if self._flushing:
+                # The writing thread may wait for a peer that is gone: wake it up, and do not
+                # close the socket under it.
+                self._abort()
+                self._backlog_changed.wait_for(lambda: not self._flushing)
             self._close_socket()
+            self._backlog.clear()
+            self._backlog_size = 0
+            self._backlog_changed.notify_all()
             closed = self._closed_exc()
             waiters = self._pings.clear()
+        if self._writer is not None:
+            self._writer.join()
         self.recv_messages.close()
         for waiter in waiters:
             waiter.set_closed(closed)
@@ -516,16 +558,118 @@ class Connection(ConnectionBase):
         for data in self.protocol.data_to_send():
             if self._write_exc is not None or self._socket_closed:
                 continue
+            if self._backlog or self._flushing:
+                self._queue(data)  # behind the backlog, to keep the order
+                continue
+            self._writing = True
             try:
-                if data:
-                    self.socket.sendall(data)
-                elif isinstance(self.socket, ssl.SSLSocket):
-                    self._abort()  # TLS cannot half-close: end the TCP connection
-                else:
-                    self.socket.shutdown(socket.SHUT_WR)
+                self._write(data)
             except OSError as exc:
                 self._write_exc = exc
                 self._abort()
+            finally:
+                self._writing = False
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data`` to the socket, waiting as long as it takes; ``b""`` half-closes."""
+        if data:
+            self.socket.sendall(data)
+        elif isinstance(self.socket, ssl.SSLSocket):
+            self._abort()  # TLS cannot half-close: end the TCP connection
+        else:
+            self.socket.shutdown(socket.SHUT_WR)
+
+    # Writing without waiting, for broadcast(); the mutex is held
+
+    def _send_shared(
+        self, message: str | bytes, cache: dict[Hashable, list[bytes]]
+    ) -> bool | None:
+        """Send a message of a broadcast without waiting.
+
+        Returns ``True`` if it was sent (or queued), ``False`` if the connection had to be
+        skipped, ``None`` if it is not open (or still in the opening handshake).
+        """
+        protocol = self.protocol
+        if protocol.state is not OPEN or not self._started:
+            return None
+        if self._write_exc is not None or self._socket_closed:
+            return None
+        if self._backlog_size > self.options.write_limit or not protocol.sending:
+            return False  # too much to write already, or a fragmented message underway
+        protocol.send_shared(message, cache)
+        nowait = _NOWAIT and not isinstance(self.socket, ssl.SSLSocket)
+        for data in protocol.data_to_send():
+            if nowait and data and not self._backlog and not self._flushing:
+                try:
+                    sent = self.socket.send(data, _NOWAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._write_exc = exc
+                    self._abort()
+                    return None
+                if sent == len(data):
+                    continue
+                data = data[sent:]  # the rest of the frame must follow, and only it
+            # A TLS record cannot be written in part without waiting: all to the backlog.
+            self._queue(data)
+        return True
+
+    def _queue(self, data: bytes) -> None:
+        """Add bytes to the backlog, for the writing thread (started the first time)."""
+        self._backlog.append(data)
+        self._backlog_size += len(data)
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_backlog, name=f"socketeer-{self.id}-writer", daemon=True
+            )
+            self._writer.start()
+        self._backlog_changed.notify_all()
+
+    def _drained(self) -> bool:
+        """Whether the backlog is within ``write_limit``, or will never drain."""
+        return (
+            self._backlog_size <= self.options.write_limit
+            or self._write_exc is not None
+            or self._socket_closed
+        )
+
+    def _write_backlog(self) -> None:
+        """The writing thread: write the backlog, in order, until the socket is closed.
+
+        It writes without holding the mutex, so that the protocol (broadcasts, the reading
+        thread, closing) goes on while it waits for a slow peer.
+        """
+        mutex = self.protocol_mutex
+        with self._backlog_changed:
+            while not self._socket_closed:
+                if not self._backlog or self._write_exc is not None:
+                    if self._write_exc is not None:  # these bytes will never go
+                        self._backlog.clear()
+                        self._backlog_size = 0
+                    self._backlog_changed.wait()
+                    continue
+                chunks = list(self._backlog)
+                self._backlog.clear()
+                self._flushing = True
+                mutex.release()
+                exc: OSError | None = None
+                try:
+                    for data in chunks:
+                        self._write(data)
+                except OSError as error:
+                    exc = error
+                except Exception:  # a bug, not the peer: end the connection
+                    self.logger.error("unexpected error in writing thread", exc_info=True)
+                    self._abort()
+                finally:
+                    mutex.acquire()
+                    self._flushing = False
+                    self._backlog_size -= sum(len(data) for data in chunks)
+                    self._backlog_changed.notify_all()
+                if exc is not None and self._write_exc is None:
+                    self._write_exc = exc
+                    self._abort()
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
@@ -565,6 +709,73 @@ class Connection(ConnectionBase):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.state.name}>"
+
+
+def broadcast(connections: Iterable[Connection], message: Data | BytesLike) -> BroadcastResult:
+    """Send a message to many connections at once, waiting for none of them.
+
+    The message is encoded once for all the connections that put it on the wire the same way
+    (server connections without compression, or with compression without context takeover
+    and the same settings). Each open connection gets it without waiting:
+
+    - if another thread is writing to the connection's socket (a ``send``, which may be
+      blocked by a slow peer), the connection is skipped;
+    - else the bytes go to the socket as far as it takes them at once (a non-blocking
+      ``send``; never with TLS), and the rest, possibly the end of a frame, waits in the
+      connection's backlog for its writing thread (see the module's theory of operation).
+      A frame is never cut short: the stream stays valid;
+    - a connection whose backlog already holds more than its ``write_limit`` is skipped,
+      so that a client that does not read never slows the others nor makes memory grow
+      past ``write_limit`` plus one message;
+    - a connection where a fragmented message is underway is skipped.
+
+    The result counts the skipped connections. Closed and closing connections, and server
+    connections still in the opening handshake, are ignored.
+
+    Args:
+        connections: the recipients.
+        message: :class:`str` for a text message, bytes-like for a binary one.
+
+    Raises:
+        TypeError: if ``message`` is neither.
+    """
+    if not isinstance(message, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+    if not isinstance(message, (str, bytes)):
+        message = bytes(message)
+    cache: dict[Hashable, list[bytes]] = {}
+    sent = skipped = 0
+    for connection in connections:
+        if connection.protocol.state is not OPEN:
+            continue
+        if not _acquire_unless_writing(connection):
+            skipped += 1
+            continue
+        try:
+            done = connection._send_shared(message, cache)
+        finally:
+            connection.protocol_mutex.release()
+        if done:
+            sent += 1
+        elif done is not None:
+            skipped += 1
+    return BroadcastResult(sent, skipped)
+
+
+def _acquire_unless_writing(connection: Connection) -> bool:
+    """Take the connection's mutex, unless a thread holding it writes to the socket.
+
+    A thread that holds the mutex changes the protocol, which takes little time, or writes
+    to the socket, which may take as long as a slow peer wants: wait for the first, not for
+    the second.
+    """
+    mutex = connection.protocol_mutex
+    if mutex.acquire(blocking=False):
+        return True
+    while not connection._writing:
+        if mutex.acquire(timeout=_MUTEX_POLL):
+            return True
+    return False
 
 
 class _Poller:
