@@ -7,10 +7,12 @@ from .asyncio import (
     BroadcastResult,
     ClientConnection,
     Connection,
+    Handler,
     Server,
     ServerConnection,
     broadcast,
     connect,
+    run,
     serve,
 )
 from .exceptions import *  # noqa: F403
@@ -24,6 +26,8 @@ __all__ = [
     "broadcast",
     "ClientConnection",
     "Connection",
+    "Handler",
+    "run",
     "Server",
     "ServerConnection",
     "connect",

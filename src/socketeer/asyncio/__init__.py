@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .client import Backoff, ClientConnection, connect
 from .connection import BroadcastResult, Connection, broadcast
+from .handler import Handler, run
 from .server import Server, ServerConnection, serve
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "broadcast",
     "ClientConnection",
     "Connection",
+    "Handler",
+    "run",
     "Server",
     "ServerConnection",
     "connect",

@@ -37,6 +37,7 @@ from ..protocol.http11 import Request, Response
 from ..protocol.server import SERVER_HEADER, SelectSubprotocol, ServerProtocol
 from ..typedefs import LoggerLike, Origin, StatusLike, Subprotocol
 from .connection import Connection
+from .handler import HandlerClass, connection_handler
 
 __all__ = [
     "serve",
@@ -285,7 +286,9 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
     closes it on exit.
 
     Args:
-        handler: the coroutine function that runs once per connection.
+        handler: the coroutine function that runs once per connection; or a
+            :class:`~socketeer.Handler` subclass, or ``Handler.factory(make)``, whose
+            events run with a new instance per connection.
         host: where to listen; all interfaces by default.
         port: the TCP port; 0 picks a free one.
         unix: listen on this Unix socket path instead of TCP.
@@ -315,7 +318,7 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | HandlerClass,
         host: str | Sequence[str] | None = None,
         port: int | None = None,
         *,
@@ -356,7 +359,7 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
 
         protocol_factory()  # fail now, not per connection, on invalid arguments
         self.server = Server(
-            handler,
+            connection_handler(handler),
             process_request=process_request,
             process_response=process_response,
             open_timeout=open_timeout,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import ssl as ssl_module
@@ -41,6 +42,7 @@ from ..protocol.http11 import Request, Response
 from ..protocol.server import SERVER_HEADER, SelectSubprotocol, ServerProtocol
 from ..typedefs import LoggerLike, Origin, StatusLike, Subprotocol
 from .connection import Connection
+from .handler import HandlerClass, connection_handler
 
 __all__ = [
     "serve",
@@ -166,6 +168,7 @@ class Server:
         self._shutdown = threading.Event()
         self._serving = threading.Lock()  # held by serve_forever
         self._wake_r, self._wake_w = socket.socketpair()
+        self._unix_socket: tuple[str, int] | None = None  # path and inode, made by serve()
         sock.setblocking(False)
 
     def handshake(self, connection: ServerConnection, request: Request) -> Response:
@@ -265,6 +268,14 @@ class Server:
         self.socket.close()
         self._wake_r.close()
         self._wake_w.close()
+        if self._unix_socket is not None:
+            # The socket file serve() made, unless another took its place, as asyncio does
+            # from Python 3.13 on.
+            path, inode = self._unix_socket
+            self._unix_socket = None
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:
+                    os.remove(path)
 
     def __enter__(self) -> Server:
         return self
@@ -283,7 +294,7 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def serve(
-    handler: Handler,
+    handler: Handler | HandlerClass,
     host: str | None = None,
     port: int | None = None,
     *,
@@ -304,17 +315,22 @@ def serve(
     close_timeout: float | None = CLOSE_TIMEOUT,
     max_size: int | None = MAX_SIZE,
     max_queue: int | None = MAX_QUEUE,
+    write_limit: int = WRITE_LIMIT,
     logger: LoggerLike | None = None,
 ) -> Server:
     """Start a WebSocket server: listen, and return the :class:`Server`.
 
     ``with serve(handler, host, port) as server: server.serve_forever()``. The arguments
     are those of :func:`socketeer.serve`, and ``handler`` is a plain function run in a
-    thread per connection.
+    thread per connection, or a :class:`~socketeer.sync.Handler` subclass, or
+    ``Handler.factory(make)``, whose events run with a new instance per connection.
 
     Raises:
+        TypeError: if ``handler`` is a :class:`~socketeer.sync.Handler` instance, or a
+            handler of the asyncio driver.
         OSError: if the socket cannot listen.
     """
+    handle = connection_handler(handler)  # before listening: it may raise TypeError
     extensions = enable_server_permessage_deflate(extensions, compression)
     logger = logger or logging.getLogger("socketeer.server")
 
@@ -330,6 +346,14 @@ def serve(
         )
 
     protocol_factory()  # fail now, not per connection, on invalid arguments
+    options = ConnectionOptions(  # and before listening
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_queue=max_queue,
+        write_limit=write_limit,
+    )
+    unix_socket_made = sock is None and unix is not None  # then shutdown() removes it
     if sock is None:
         if unix is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -343,20 +367,18 @@ def serve(
             sock = socket.create_server((host or "", port or 0))
     server = Server(
         sock,
-        handler,
+        handle,
         ssl=ssl,
         process_request=process_request,
         process_response=process_response,
         open_timeout=open_timeout,
-        options=ConnectionOptions(
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            max_queue=max_queue,
-            write_limit=WRITE_LIMIT,
-        ),
+        options=options,
         protocol_factory=protocol_factory,
         logger=logger,
     )
+    if unix_socket_made:
+        assert unix is not None
+        with contextlib.suppress(OSError):
+            server._unix_socket = (unix, os.stat(unix).st_ino)
     server.logger.info("server listening on %s", format_address(sock.getsockname()))
     return server

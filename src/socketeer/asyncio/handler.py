@@ -1,0 +1,225 @@
+"""Event-style handlers on asyncio: :class:`Handler`, and :func:`run` for clients.
+
+Subclass :class:`Handler`, override the coroutines you need, and pass the class (or
+``Handler.factory(make)``) to :func:`~socketeer.serve` or to :func:`run`; each connection
+gets its own instance. The order of the events, errors, close codes and how a reconnecting
+:func:`run` stops are the same for both drivers: see :mod:`socketeer.handler`.
+
+``on_message`` is awaited before the next message is read, so backpressure works: a handler
+that takes its time leaves messages unread, and reading from the network pauses once
+``max_queue`` of them wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl as ssl_module
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar, cast
+
+from ..client import MAX_REDIRECTS, Backoff
+from ..handler import (
+    HandlerBase,
+    HandlerFactory,
+    ReconnectPolicy,
+    close_status,
+    handler_maker,
+    is_closing_error,
+    is_failure,
+    log_error,
+)
+from ..options import (
+    CLOSE_TIMEOUT,
+    MAX_QUEUE,
+    OPEN_TIMEOUT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    WRITE_LIMIT,
+)
+from ..protocol.base import MAX_SIZE
+from ..protocol.client import USER_AGENT
+from ..protocol.extensions.base import ClientExtensionFactory
+from ..protocol.frames import CloseCode
+from ..typedefs import Data, LoggerLike, Origin, Subprotocol
+from .client import ClientConnection, HeadersLike, connect
+from .connection import Connection
+
+__all__ = ["Handler", "HandlerClass", "run", "connection_handler"]
+
+C = TypeVar("C", bound=Connection)
+
+
+class Handler(HandlerBase):
+    """Handles the events of one connection; subclass it and override what you need.
+
+    ``ws`` is the :class:`~socketeer.asyncio.server.ServerConnection` in a server and the
+    :class:`~socketeer.asyncio.client.ClientConnection` in :func:`run`; send with
+    ``await ws.send(...)``, close with ``await ws.close(...)``. Order of the events:
+    ``on_open``, ``on_message`` for each message, ``on_error`` if something failed,
+    ``on_close`` once; see :mod:`socketeer.handler`.
+    """
+
+    async def on_open(self, ws: Connection) -> None:
+        """The connection is open."""
+
+    async def on_message(self, ws: Connection, message: Data) -> None:
+        """A message arrived: :class:`str` for text, :class:`bytes` for binary."""
+
+    async def on_error(self, ws: Connection, exc: Exception) -> None:
+        """``on_open`` or ``on_message`` raised ``exc``, or the connection failed (``exc``
+        is then a :exc:`~socketeer.exceptions.ConnectionClosedError`).
+
+        By default, logs ``exc`` with its traceback, unless it is about the connection
+        closing.
+        """
+        log_error(ws.logger, exc)
+
+    async def on_close(self, ws: Connection, code: int, reason: str) -> None:
+        """The connection is closed: the close code and reason received, 1006 and ``""``
+        after an abnormal closure."""
+
+
+HandlerClass: TypeAlias = type[Handler] | HandlerFactory[Handler]
+"""A :class:`Handler` subclass, or ``Handler.factory(make)``."""
+
+
+def connection_handler(
+    handler: Callable[[C], Awaitable[Any]] | HandlerClass,
+) -> Callable[[C], Awaitable[Any]]:
+    """The connection handler of ``serve``: ``handler`` itself if it is a plain function, or
+    a coroutine function that makes a new instance and drives its events.
+
+    Raises:
+        TypeError: if ``handler`` is a :class:`Handler` instance, or a handler of the
+            threaded driver.
+    """
+    make = handler_maker(handler, Handler)
+    if make is None:
+        return cast(Callable[[C], Awaitable[Any]], handler)
+
+    async def handle(ws: C) -> None:
+        await _drive(make(), ws)
+
+    return handle
+
+
+async def _drive(handler: Handler, ws: Connection) -> None:
+    """Run the events of ``handler`` for ``ws``, in the order of :mod:`socketeer.handler`."""
+    cancelled = False
+    try:
+        await handler.on_open(ws)
+        async for message in ws:
+            await handler.on_message(ws, message)
+    except asyncio.CancelledError:
+        cancelled = True
+        raise
+    except Exception as exc:
+        if not is_closing_error(ws, exc):
+            await _fail(handler, ws, exc)  # the handler failed: on_error, then 1011
+        elif is_failure(exc):
+            await handler.on_error(ws, exc)  # the connection failed
+    finally:
+        if not cancelled:
+            await ws.close()  # just waits for the end, unless something left it open
+        await handler.on_close(ws, *close_status(ws))
+
+
+async def _fail(handler: Handler, ws: Connection, exc: Exception) -> None:
+    try:
+        await handler.on_error(ws, exc)
+    finally:
+        await ws.close(CloseCode.INTERNAL_ERROR)
+
+
+async def run(
+    uri: str,
+    handler: HandlerClass,
+    *,
+    reconnect: bool = False,
+    origin: Origin | None = None,
+    subprotocols: Sequence[Subprotocol] | None = None,
+    compression: str | None = "deflate",
+    extensions: Sequence[ClientExtensionFactory] | None = None,
+    additional_headers: HeadersLike | None = None,
+    user_agent_header: str | None = USER_AGENT,
+    open_timeout: float | None = OPEN_TIMEOUT,
+    ping_interval: float | None = PING_INTERVAL,
+    ping_timeout: float | None = PING_TIMEOUT,
+    close_timeout: float | None = CLOSE_TIMEOUT,
+    max_size: int | None = MAX_SIZE,
+    max_queue: int | None = MAX_QUEUE,
+    write_limit: int = WRITE_LIMIT,
+    ssl: ssl_module.SSLContext | None = None,
+    unix: str | None = None,
+    sock: socket.socket | None = None,
+    server_hostname: str | None = None,
+    max_redirects: int = MAX_REDIRECTS,
+    backoff: Backoff | None = None,
+    logger: LoggerLike | None = None,
+) -> None:
+    """Connect to ``uri`` and drive a new ``handler`` instance until the connection closes.
+
+    With ``reconnect``, connect again after each closure, until a handler closes the
+    connection itself with 1000; see :mod:`socketeer.handler`. The other arguments are those
+    of :func:`~socketeer.connect`.
+
+    Args:
+        uri: the ``ws://`` or ``wss://`` URI to connect to.
+        handler: a :class:`Handler` subclass, or ``Handler.factory(make)``.
+        reconnect: connect again after each closure, and after transient failures.
+
+    Raises:
+        TypeError: if ``handler`` is neither.
+        ValueError: if ``reconnect`` is given with ``sock`` (a socket connects once).
+        OSError: if the connection fails (without ``reconnect``).
+        HandshakeError: if the opening handshake fails (with ``reconnect``, only failures
+            that will not heal).
+    """
+    make = handler_maker(handler, Handler)
+    if make is None:
+        raise TypeError(f"run() takes a Handler subclass or Handler.factory(), not {handler!r}")
+    if reconnect and sock is not None:
+        raise ValueError("cannot reconnect with a given socket")
+    client = connect(
+        uri,
+        origin=origin,
+        subprotocols=subprotocols,
+        compression=compression,
+        extensions=extensions,
+        additional_headers=additional_headers,
+        user_agent_header=user_agent_header,
+        open_timeout=open_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_size=max_size,
+        max_queue=max_queue,
+        write_limit=write_limit,
+        ssl=ssl,
+        unix=unix,
+        sock=sock,
+        server_hostname=server_hostname,
+        max_redirects=max_redirects,
+        backoff=backoff,
+        logger=logger,
+    )
+    if not reconnect:
+        async with client as ws:
+            await _drive(make(), ws)
+        return
+    # connect.__aiter__ is an async generator: close it at once when the run ends.
+    connections = cast(AsyncGenerator[ClientConnection, None], client.__aiter__())
+    policy = ReconnectPolicy(client.backoff)
+    async with contextlib.aclosing(connections):
+        async for ws in connections:
+            await _drive(make(), ws)
+            delay = policy.after_close(ws)
+            if delay is None:
+                return
+            if delay:
+                client.logger.info(
+                    "connection closed with code %s; reconnecting in %.1f s", ws.close_code, delay
+                )
+                await asyncio.sleep(delay)
