@@ -68,6 +68,21 @@ class TestReceiving:
             whole.events_received() == events == [Frame(OP_TEXT, b"hi"), Frame(OP_BINARY, b"\x01")]
         )
 
+    @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+    def test_caller_may_reuse_its_buffer(self, side: Side, kind: type) -> None:
+        # Drivers read into one buffer and reuse it: the protocol keeps copies, not views.
+        first = incoming(side, Frame(OP_TEXT, b"hi"))
+        second = incoming(side, Frame(OP_BINARY, b"x" * 300))
+        buffer = bytearray(first + second[:100])
+        protocol = Protocol(side)
+        protocol.receive_data(kind(buffer))
+        buffer[:] = b"\xff" * len(buffer)
+        protocol.receive_data(kind(bytearray(second[100:])))
+        assert protocol.events_received() == [
+            Frame(OP_TEXT, b"hi"),
+            Frame(OP_BINARY, b"x" * 300),
+        ]
+
     @pytest.mark.parametrize("size", [0, 125, 126, 4095, 4096, 65535, 65536, 300_000])
     def test_payload_sizes(self, side: Side, size: int) -> None:
         protocol = Protocol(side, max_size=None)

@@ -140,11 +140,13 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 :exc:`~socketeer.exceptions.ConnectionClosedOK` after a normal closure.
             ConcurrencyError: if another coroutine is already waiting in ``recv``.
         """
-        try:
-            return await self.recv_messages.get(decode)
-        except EOFError:
-            pass
-        raise self._closed_exc() from self.protocol.parser_exc
+        # Assembler.get(), inlined as in __anext__.
+        messages = self.recv_messages
+        while not messages.messages:
+            if messages.closed:
+                raise self._closed_exc() from self.protocol.parser_exc
+            await messages.wait()
+        return messages.take_message(decode)
 
     async def recv_frame(self) -> Frame:
         """Receive the next data frame as it arrived (fragments are not joined).
@@ -209,9 +211,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         protocol = self.protocol
         try:
             if isinstance(message, str):
-                protocol.send_text(message, compress=compress)
+                protocol.send_text(message, True, compress)
             elif isinstance(message, (bytes, bytearray, memoryview)):
-                protocol.send_binary(message, compress=compress)
+                protocol.send_binary(message, True, compress)
             elif isinstance(message, Mapping):
                 raise TypeError("a mapping is not a message; serialize it first")
             elif isinstance(message, Iterable):

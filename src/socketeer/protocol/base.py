@@ -241,12 +241,19 @@ class Protocol:
             raise InvalidState("data received after end of stream")
         if self._discard:
             return
-        self._buffer += data
         if self.state is CONNECTING:
+            self._buffer += data
             self._receive_handshake()
             if self.state is CONNECTING or self._discard:
                 return
-        self._receive_frames()
+            self._receive_frames(self._buffer)
+        elif self._buffer:
+            self._buffer += data
+            self._receive_frames(self._buffer)
+        else:
+            # Nothing left over from before: parse the caller's bytes where they are, and
+            # keep only what is left of them.
+            self._receive_frames(data)
 
     def receive_eof(self) -> None:
         """Tell the protocol that the peer closed the connection (or that it was lost).
@@ -266,7 +273,7 @@ class Protocol:
         if self.unparsed and not self._discard:
             # Frames waited for the application: nothing else will come, parse them all.
             limit, self.max_pending = self.max_pending, None
-            self._receive_frames()
+            self._receive_frames(self._buffer)
             self.max_pending = limit
         self.unparsed = False
         if (
@@ -314,9 +321,12 @@ class Protocol:
     def _receive_handshake_eof(self) -> None:
         """Handle the end of the stream during the handshake; subclasses implement it."""
 
-    def _receive_frames(self) -> None:
-        """Parse every complete frame in the buffer (RFC 6455 section 5)."""
-        buffer = self._buffer
+    def _receive_frames(self, buffer: BytesLike) -> None:
+        """Parse every complete frame in ``buffer`` (RFC 6455 section 5).
+
+        ``buffer`` is :attr:`_buffer`, or bytes just received when it was empty; what is
+        left unparsed ends up in :attr:`_buffer`.
+        """
         pos = 0
         self.unparsed = False
         masked = not self._mask  # received frames: masked if and only if we are the server
@@ -334,7 +344,7 @@ class Protocol:
                     break
                 # The common case in one call (compiled when the C speedups are built); the
                 # rest, including every fault, the slow way.
-                result = read_frame(buffer, pos, masked) or self._read_frame_slowly(pos)
+                result = read_frame(buffer, pos, masked) or self._read_frame_slowly(buffer, pos)
                 if result is None:
                     break
                 first_byte, payload, pos = result
@@ -377,15 +387,18 @@ class Protocol:
         except PayloadTooBig as exc:
             self._fail_from_peer(CloseCode.MESSAGE_TOO_BIG, str(exc), exc)
         if self._discard:
-            buffer.clear()
-        elif pos:
-            del buffer[:pos]
+            self._buffer.clear()
+        elif buffer is self._buffer:
+            if pos:
+                del self._buffer[:pos]
+        elif pos < len(buffer):
+            with memoryview(buffer) as view:
+                self._buffer += view[pos:]
 
-    def _read_frame_slowly(self, pos: int) -> tuple[int, bytes, int] | None:
+    def _read_frame_slowly(self, buffer: BytesLike, pos: int) -> tuple[int, bytes, int] | None:
         """Read the frame at ``pos`` when :func:`read_frame` did not: say what is wrong with
         its header, or check what the incomplete frame allows (its size, the UTF-8 that
         arrived) and return ``None``."""
-        buffer = self._buffer
         header = parse_header(buffer, pos)
         if header is None:
             return None
@@ -409,7 +422,7 @@ class Protocol:
                     end,
                 )
         if opcode < 3 and not first_byte & 0x70 and not self._rcv_compressed:
-            self._check_partial_text(opcode, start, mask_key)
+            self._check_partial_text(buffer, opcode, start, mask_key)
         return None
 
     def _check_size(self, first_byte: int, length: int) -> None:
@@ -425,7 +438,9 @@ class Protocol:
             if length > budget:
                 raise PayloadTooBig(length, self.max_size, self._rcv_size)
 
-    def _check_partial_text(self, opcode: int, start: int, mask_key: bytes | None) -> None:
+    def _check_partial_text(
+        self, buffer: BytesLike, opcode: int, start: int, mask_key: bytes | None
+    ) -> None:
         """Validate what arrived of an incomplete, uncompressed text frame.
 
         RFC 6455 section 8.1 asks to fail on invalid UTF-8; failing as soon as it arrives,
@@ -443,10 +458,10 @@ class Protocol:
         else:
             return
         checked = self._partial_checked
-        available = len(self._buffer) - start
+        available = len(buffer) - start
         if available <= checked:
             return
-        chunk = bytes(self._buffer[start + checked : start + available])
+        chunk = bytes(buffer[start + checked : start + available])
         if mask_key is not None:
             shift = checked & 3
             chunk = apply_mask(chunk, mask_key[shift:] + mask_key[:shift])
@@ -747,7 +762,8 @@ class Protocol:
     def _send_data(self, opcode: Opcode, data: bytes, fin: bool, compress: bool) -> None:
         if self._snd_fragmented:
             raise InvalidState("a fragmented message is underway; send its continuation")
-        self._check_open()
+        if self.state is not OPEN:  # _check_open(), inlined on the hot path
+            raise InvalidState(f"connection is {self.state.name}")
         self._snd_fragmented = not fin
         if self.extensions or self.debug:
             self._write_frame(Frame(opcode, data, fin), compress)

@@ -342,7 +342,7 @@ class ServerProtocol(Protocol):
         if response.status_code == 101:
             self._set_state(OPEN)
             if self._buffer:
-                self._receive_frames()
+                self._receive_frames(self._buffer)
         else:
             self._discard = True
             self._buffer.clear()
