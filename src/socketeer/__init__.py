@@ -17,6 +17,7 @@ from .asyncio import (
 )
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
+from .options import ClientOptions, ServerOptions
 from .protocol import Close, CloseCode, Frame, Headers, Opcode, Request, Response, State
 from .version import __version__ as __version__
 
@@ -32,6 +33,8 @@ __all__ = [
     "ServerConnection",
     "connect",
     "serve",
+    "ClientOptions",
+    "ServerOptions",
     "Close",
     "CloseCode",
     "Frame",

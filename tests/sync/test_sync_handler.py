@@ -358,13 +358,13 @@ def test_asyncio_client() -> None:
 
 
 def test_run_takes_the_options_of_connect() -> None:
-    """run() forwards the options of connect() and reconnect(): none missing, same defaults."""
+    """run() passes its options on to reconnect(): the keyword arguments of connect() and
+    reconnect(), listed once."""
     run_params = inspect.signature(socketeer.sync.run).parameters
-    options = {}
+    assert list(run_params) == ["uri", "handler", "reconnect", "options"]
+    assert run_params["reconnect"].default is False
+    assert run_params["options"].kind is inspect.Parameter.VAR_KEYWORD
     for function in (socketeer.sync.connect, socketeer.sync.reconnect):
-        for name, param in inspect.signature(function).parameters.items():
-            if name not in ("self", "uri"):
-                options[name] = param.default
-    assert set(run_params) == set(options) | {"uri", "handler", "reconnect"}
-    for name, default in options.items():
-        assert run_params[name].default == default, name
+        options = inspect.signature(function).parameters["options"]
+        assert options.annotation == run_params["options"].annotation
+    assert run_params["options"].annotation == "Unpack[ClientOptionsDict]"

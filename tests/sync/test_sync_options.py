@@ -1,11 +1,15 @@
-"""The threaded connect() and serve() take the options of the asyncio ones, with the same
-defaults; and the Unix socket file a server made goes away with it."""
+"""The threaded connect() and serve() take the options of the asyncio ones (the same
+ClientOptionsDict and ServerOptionsDict, so the same defaults: those of ClientOptions and
+ServerOptions); and the Unix socket file a server made goes away with it."""
 
 from __future__ import annotations
 
 import inspect
 import os
+import re
 import socket
+import sys
+import typing
 from typing import Any
 
 import pytest
@@ -15,41 +19,41 @@ import socketeer
 import socketeer.asyncio
 import socketeer.client
 import socketeer.sync
-from socketeer.options import WRITE_LIMIT
-
-# Options of the asyncio driver that the threaded one cannot take.
-ASYNCIO_ONLY = {
-    # Passed to loop.create_connection() or loop.create_server().
-    "kwargs",
-}
+from socketeer.options import WRITE_LIMIT, ClientOptionsDict, ServerOptionsDict
 
 
-def options(function: Any) -> dict[str, Any]:
-    parameters = inspect.signature(function).parameters
-    return {name: p.default for name, p in parameters.items() if name != "self"}
+def keyword_options(function: Any) -> Any:
+    """The TypedDict of ``function``'s ``**options: Unpack[...]``."""
+    (parameter,) = [
+        p for p in inspect.signature(function).parameters.values() if p.kind is p.VAR_KEYWORD
+    ]
+    match = re.fullmatch(r"Unpack\[(\w+)\]", parameter.annotation)
+    assert match is not None, parameter.annotation
+    return getattr(sys.modules[function.__module__], match[1])
 
 
 def test_connect_has_every_option_of_asyncio() -> None:
-    asyncio_options = options(socketeer.asyncio.connect.__init__)
-    sync_options = options(socketeer.sync.connect)
-    # backoff is for reconnecting: sync.reconnect takes it.
-    expected = {k: v for k, v in asyncio_options.items() if k not in ASYNCIO_ONLY | {"backoff"}}
-    assert sync_options == expected
-
-
-def test_reconnect_has_every_option_of_asyncio_but_sock() -> None:
-    asyncio_options = options(socketeer.asyncio.connect.__init__)
-    reconnect_options = options(socketeer.sync.reconnect.__init__)
-    # A socket serves a single connection.
-    expected = {k: v for k, v in asyncio_options.items() if k not in ASYNCIO_ONLY | {"sock"}}
-    assert reconnect_options == expected
+    asyncio_options = keyword_options(socketeer.asyncio.connect.__init__)
+    assert keyword_options(socketeer.sync.connect) is ClientOptionsDict
+    assert keyword_options(socketeer.sync.reconnect.__init__) is ClientOptionsDict
+    # The asyncio client takes the same options, and the arguments of its event loop.
+    asyncio_hints = typing.get_type_hints(asyncio_options)
+    sync_hints = typing.get_type_hints(ClientOptionsDict)
+    assert {name: asyncio_hints[name] for name in sync_hints} == sync_hints
 
 
 def test_serve_has_every_option_of_asyncio() -> None:
-    asyncio_options = options(socketeer.asyncio.serve.__init__)
-    sync_options = options(socketeer.sync.serve)
-    expected = {k: v for k, v in asyncio_options.items() if k not in ASYNCIO_ONLY}
-    assert sync_options == expected
+    asyncio_params = inspect.signature(socketeer.asyncio.serve.__init__).parameters
+    sync_params = inspect.signature(socketeer.sync.serve).parameters
+    assert list(asyncio_params) == ["self", *sync_params]
+    for name in ["host", "port", "process_request", "process_response"]:
+        assert asyncio_params[name].default == sync_params[name].default, name
+    asyncio_options = keyword_options(socketeer.asyncio.serve.__init__)
+    assert keyword_options(socketeer.sync.serve) is ServerOptionsDict
+    # The asyncio server takes the same options, and the arguments of its event loop.
+    asyncio_hints = typing.get_type_hints(asyncio_options)
+    sync_hints = typing.get_type_hints(ServerOptionsDict)
+    assert {name: asyncio_hints[name] for name in sync_hints} == sync_hints
 
 
 def test_write_limit() -> None:

@@ -8,36 +8,25 @@ backoff and jitter, and gives up on errors that will not heal.
 from __future__ import annotations
 
 import asyncio
-import logging
-import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..client import MAX_REDIRECTS, Backoff, Redirects, is_transient
 from ..exceptions import InvalidMessage, InvalidStatus
-from ..options import (
-    CLOSE_TIMEOUT,
-    MAX_QUEUE,
-    OPEN_TIMEOUT,
-    PING_INTERVAL,
-    PING_TIMEOUT,
-    WRITE_LIMIT,
-    ConnectionOptions,
-)
-from ..protocol.base import MAX_SIZE, Event
-from ..protocol.client import USER_AGENT, ClientProtocol
-from ..protocol.extensions.base import ClientExtensionFactory
-from ..protocol.extensions.permessage_deflate import enable_client_permessage_deflate
+from ..options import ClientOptions, ClientOptionsDict, ConnectionOptions
+from ..protocol.base import Event
+from ..protocol.client import ClientProtocol
 from ..protocol.http11 import Response
-from ..typedefs import LoggerLike, Origin, Subprotocol
+from ..typedefs import LoggerLike
 from ..uri import WebSocketURI, parse_uri
 from .connection import Connection
 
-__all__ = ["connect", "ClientConnection", "Backoff", "MAX_REDIRECTS"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
+__all__ = ["connect", "ConnectOptions", "ClientConnection", "Backoff", "MAX_REDIRECTS"]
 
 
 class ClientConnection(Connection):
@@ -60,106 +49,44 @@ class ClientConnection(Connection):
             self.logger.info("connection closed with code %s", self.close_code)
 
 
+class ConnectOptions(ClientOptionsDict, total=False):
+    """The keyword arguments of :class:`connect`: the fields of
+    :class:`~socketeer.options.ClientOptions`, and these, for
+    :meth:`asyncio.loop.create_connection` (``ssl_shutdown_timeout`` from Python 3.11 on).
+    """
+
+    family: int
+    proto: int
+    flags: int
+    local_addr: tuple[str, int] | None
+    ssl_handshake_timeout: float | None
+    ssl_shutdown_timeout: float | None
+    happy_eyeballs_delay: float | None
+    interleave: int | None
+
+
 class connect:  # noqa: N801 - a function to its users: awaitable, context manager, iterator
     """Open a WebSocket connection.
 
     Args:
         uri: the ``ws://`` or ``wss://`` URI to connect to.
-        origin: the ``Origin`` header to send.
-        subprotocols: the subprotocols to offer, in order of preference.
-        compression: ``"deflate"`` (the default) offers permessage-deflate; ``None`` does
-            not.
-        extensions: more extensions, or your own permessage-deflate settings.
-        additional_headers: more headers for the handshake request (cookies, tokens).
-        user_agent_header: the ``User-Agent`` header; ``None`` sends none.
-        open_timeout: seconds to connect, TLS and handshake included; ``None`` waits
-            forever.
-        ping_interval: seconds between keepalive pings; ``None`` disables them.
-        ping_timeout: seconds to wait for a keepalive pong.
-        close_timeout: seconds to wait for the closing handshake.
-        max_size: the largest message accepted, in bytes; ``None`` for no limit.
-        max_queue: whole messages waiting unread before reading pauses.
-        write_limit: bytes buffered for writing above which ``send()`` waits.
-        ssl: an :class:`ssl.SSLContext` for ``wss://``; a default, verifying context
-            otherwise.
-        unix: connect to this Unix socket path instead of the URI's host and port.
-        sock: use this connected socket instead.
-        server_hostname: the host name for TLS (SNI and verification); the URI's by
-            default.
-        max_redirects: most HTTP redirects to follow.
-        backoff: delays between attempts when iterating with ``async for``.
-        logger: where to log; ``socketeer.client`` by default.
-        kwargs: passed to :meth:`asyncio.loop.create_connection`.
+        options: the fields of :class:`~socketeer.options.ClientOptions`, which documents
+            each with its default; and the arguments of
+            :meth:`asyncio.loop.create_connection` listed in :class:`ConnectOptions`.
 
     Raises:
         InvalidURI: if ``uri`` is not a valid WebSocket URI.
+        TypeError, ValueError: if an option is invalid.
     """
 
-    def __init__(
-        self,
-        uri: str,
-        *,
-        origin: Origin | None = None,
-        subprotocols: Sequence[Subprotocol] | None = None,
-        compression: str | None = "deflate",
-        extensions: Sequence[ClientExtensionFactory] | None = None,
-        additional_headers: HeadersLike | None = None,
-        user_agent_header: str | None = USER_AGENT,
-        open_timeout: float | None = OPEN_TIMEOUT,
-        ping_interval: float | None = PING_INTERVAL,
-        ping_timeout: float | None = PING_TIMEOUT,
-        close_timeout: float | None = CLOSE_TIMEOUT,
-        max_size: int | None = MAX_SIZE,
-        max_queue: int | None = MAX_QUEUE,
-        write_limit: int = WRITE_LIMIT,
-        ssl: ssl_module.SSLContext | None = None,
-        unix: str | None = None,
-        sock: socket.socket | None = None,
-        server_hostname: str | None = None,
-        max_redirects: int = MAX_REDIRECTS,
-        backoff: Backoff | None = None,
-        logger: LoggerLike | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, uri: str, **options: Unpack[ConnectOptions]) -> None:
         self.uri = parse_uri(uri)
-        extensions = enable_client_permessage_deflate(extensions, compression)
-        if ssl is not None and not self.uri.secure:
-            raise ValueError("ssl is for wss:// URIs, not ws://")
-        self.origin = origin
-        self.subprotocols = subprotocols
-        self.extensions = extensions
-        self.additional_headers = additional_headers
-        self.user_agent_header = user_agent_header
-        self.open_timeout = open_timeout
-        self.options = ConnectionOptions(
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            max_queue=max_queue,
-            write_limit=write_limit,
-        )
-        self.max_size = max_size
-        self.ssl = ssl
-        self.unix = unix
-        self.sock = sock
-        self.server_hostname = server_hostname
-        self.max_redirects = max_redirects
-        self.backoff = backoff or Backoff()
-        self.logger: LoggerLike = logger or logging.getLogger("socketeer.client")
-        self.kwargs = kwargs
+        self.options, self.kwargs = ClientOptions.split(options)  # kwargs: for the loop
+        self.options.check_uri(self.uri)
+        self.backoff = self.options.get_backoff()
+        """Delays between attempts when iterating with ``async for``."""
+        self.logger: LoggerLike = self.options.get_logger()
         self.connection: ClientConnection | None = None
-        # Fail now, not when connecting, on invalid arguments (e.g. subprotocols).
-        self._new_protocol(self.uri)
-
-    def _new_protocol(self, uri: WebSocketURI) -> ClientProtocol:
-        return ClientProtocol(
-            uri,
-            origin=self.origin,
-            extensions=self.extensions,
-            subprotocols=self.subprotocols,
-            max_size=self.max_size,
-            logger=self.logger,
-        )
 
     async def create_connection(self) -> ClientConnection:
         """Connect, following redirects, all within ``open_timeout``.
@@ -170,19 +97,21 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
             HandshakeError: if the opening handshake fails; :exc:`InvalidStatus` carries
                 the server's response when it refused.
         """
+        options = self.options
         try:
-            connection = await asyncio.wait_for(self._follow_redirects(), self.open_timeout)
+            connection = await asyncio.wait_for(self._follow_redirects(), options.open_timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(
-                f"timed out after {self.open_timeout} s during opening handshake"
+                f"timed out after {options.open_timeout} s during opening handshake"
             ) from None
         self.connection = connection
         return connection
 
     async def _follow_redirects(self) -> ClientConnection:
         # A Unix socket path or a given socket leads to one server: nowhere else to go.
-        enabled = self.unix is None and self.sock is None
-        redirects = Redirects(self.uri, self.max_redirects, enabled=enabled)
+        options = self.options
+        enabled = options.unix is None and options.sock is None
+        redirects = Redirects(self.uri, options.max_redirects, enabled=enabled)
         while True:
             try:
                 return await self._connect(redirects.uri)
@@ -194,24 +123,25 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
 
     async def _connect(self, uri: WebSocketURI) -> ClientConnection:
         loop = asyncio.get_running_loop()
-        protocol = self._new_protocol(uri)
         options = self.options
+        protocol = options.new_protocol(uri)
+        connection_options = options.connection_options()
 
         def factory() -> ClientConnection:
-            return ClientConnection(protocol, options)
+            return ClientConnection(protocol, connection_options)
 
         ssl: ssl_module.SSLContext | None = None
         if uri.secure:
-            ssl = self.ssl or ssl_module.create_default_context()
-        server_hostname = (self.server_hostname or uri.host) if ssl is not None else None
+            ssl = options.ssl or ssl_module.create_default_context()
+        server_hostname = (options.server_hostname or uri.host) if ssl is not None else None
         connection: ClientConnection
-        if self.unix is not None:
+        if options.unix is not None:
             _, connection = await loop.create_unix_connection(
-                factory, self.unix, ssl=ssl, server_hostname=server_hostname, **self.kwargs
+                factory, options.unix, ssl=ssl, server_hostname=server_hostname, **self.kwargs
             )
-        elif self.sock is not None:
+        elif options.sock is not None:
             _, connection = await loop.create_connection(
-                factory, sock=self.sock, ssl=ssl, server_hostname=server_hostname, **self.kwargs
+                factory, sock=options.sock, ssl=ssl, server_hostname=server_hostname, **self.kwargs
             )
         else:
             _, connection = await loop.create_connection(
@@ -224,7 +154,7 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
             )
         try:
             request = protocol.connect(
-                additional_headers=self.additional_headers, user_agent=self.user_agent_header
+                additional_headers=options.additional_headers, user_agent=options.user_agent_header
             )
             protocol.send_request(request)
             connection._write_pending()
@@ -269,7 +199,12 @@ class connect:  # noqa: N801 - a function to its users: awaitable, context manag
         lost TCP connections, timeouts, 5xx and 429 answers) are logged and retried after
         :attr:`backoff`'s delay. The delay starts again from the beginning after a successful
         connection.
+
+        Raises:
+            ValueError: if the options give a socket, which can serve a single connection.
         """
+        if self.options.sock is not None:
+            raise ValueError("cannot reconnect with a given socket")
         attempt = 0
         while True:
             try:

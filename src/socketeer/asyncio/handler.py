@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import ssl as ssl_module
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, TypeAlias, TypeVar, cast
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
-from ..client import MAX_REDIRECTS, Backoff
 from ..handler import (
     HandlerBase,
     HandlerFactory,
@@ -30,21 +27,13 @@ from ..handler import (
     is_failure,
     log_error,
 )
-from ..options import (
-    CLOSE_TIMEOUT,
-    MAX_QUEUE,
-    OPEN_TIMEOUT,
-    PING_INTERVAL,
-    PING_TIMEOUT,
-    WRITE_LIMIT,
-)
-from ..protocol.base import MAX_SIZE
-from ..protocol.client import USER_AGENT
-from ..protocol.extensions.base import ClientExtensionFactory
 from ..protocol.frames import CloseCode
-from ..typedefs import Data, LoggerLike, Origin, Subprotocol
-from .client import ClientConnection, HeadersLike, connect
+from ..typedefs import Data
+from .client import ClientConnection, ConnectOptions, connect
 from .connection import Connection
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Handler", "HandlerClass", "run", "connection_handler"]
 
@@ -138,41 +127,23 @@ async def run(
     handler: HandlerClass,
     *,
     reconnect: bool = False,
-    origin: Origin | None = None,
-    subprotocols: Sequence[Subprotocol] | None = None,
-    compression: str | None = "deflate",
-    extensions: Sequence[ClientExtensionFactory] | None = None,
-    additional_headers: HeadersLike | None = None,
-    user_agent_header: str | None = USER_AGENT,
-    open_timeout: float | None = OPEN_TIMEOUT,
-    ping_interval: float | None = PING_INTERVAL,
-    ping_timeout: float | None = PING_TIMEOUT,
-    close_timeout: float | None = CLOSE_TIMEOUT,
-    max_size: int | None = MAX_SIZE,
-    max_queue: int | None = MAX_QUEUE,
-    write_limit: int = WRITE_LIMIT,
-    ssl: ssl_module.SSLContext | None = None,
-    unix: str | None = None,
-    sock: socket.socket | None = None,
-    server_hostname: str | None = None,
-    max_redirects: int = MAX_REDIRECTS,
-    backoff: Backoff | None = None,
-    logger: LoggerLike | None = None,
+    **options: Unpack[ConnectOptions],
 ) -> None:
     """Connect to ``uri`` and drive a new ``handler`` instance until the connection closes.
 
     With ``reconnect``, connect again after each closure, until a handler closes the
-    connection itself with 1000; see :mod:`socketeer.handler`. The other arguments are those
-    of :func:`~socketeer.connect`.
+    connection itself with 1000; see :mod:`socketeer.handler`.
 
     Args:
         uri: the ``ws://`` or ``wss://`` URI to connect to.
         handler: a :class:`Handler` subclass, or ``Handler.factory(make)``.
         reconnect: connect again after each closure, and after transient failures.
+        options: the options of :func:`~socketeer.connect`.
 
     Raises:
-        TypeError: if ``handler`` is neither.
-        ValueError: if ``reconnect`` is given with ``sock`` (a socket connects once).
+        TypeError: if ``handler`` is neither, or if an option is invalid.
+        ValueError: if an option is invalid, or if ``reconnect`` is given with ``sock`` (a
+            socket connects once).
         OSError: if the connection fails (without ``reconnect``).
         HandshakeError: if the opening handshake fails (with ``reconnect``, only failures
             that will not heal).
@@ -180,31 +151,7 @@ async def run(
     make = handler_maker(handler, Handler)
     if make is None:
         raise TypeError(f"run() takes a Handler subclass or Handler.factory(), not {handler!r}")
-    if reconnect and sock is not None:
-        raise ValueError("cannot reconnect with a given socket")
-    client = connect(
-        uri,
-        origin=origin,
-        subprotocols=subprotocols,
-        compression=compression,
-        extensions=extensions,
-        additional_headers=additional_headers,
-        user_agent_header=user_agent_header,
-        open_timeout=open_timeout,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        close_timeout=close_timeout,
-        max_size=max_size,
-        max_queue=max_queue,
-        write_limit=write_limit,
-        ssl=ssl,
-        unix=unix,
-        sock=sock,
-        server_hostname=server_hostname,
-        max_redirects=max_redirects,
-        backoff=backoff,
-        logger=logger,
-    )
+    client = connect(uri, **options)
     if not reconnect:
         async with client as ws:
             await _drive(make(), ws)

@@ -11,44 +11,36 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import socket
-import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..connection import format_address
 from ..exceptions import ConnectionClosed
-from ..options import (
-    CLOSE_TIMEOUT,
-    MAX_QUEUE,
-    OPEN_TIMEOUT,
-    PING_INTERVAL,
-    PING_TIMEOUT,
-    WRITE_LIMIT,
-    ConnectionOptions,
-)
-from ..protocol.base import CONNECTING, MAX_SIZE, OPEN, Event
-from ..protocol.extensions.base import ServerExtensionFactory
-from ..protocol.extensions.permessage_deflate import enable_server_permessage_deflate
+from ..options import ConnectionOptions, ServerOptions, ServerOptionsDict
+from ..protocol.base import CONNECTING, OPEN, Event
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
-from ..protocol.server import SERVER_HEADER, SelectSubprotocol, ServerProtocol
-from ..typedefs import LoggerLike, Origin, StatusLike, Subprotocol
+from ..protocol.server import ServerProtocol
+from ..typedefs import LoggerLike, StatusLike
 from .connection import Connection
 from .handler import HandlerClass, connection_handler
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
     "serve",
+    "ServeOptions",
     "Server",
     "ServerConnection",
-    "Handler",
+    "HandlerFunction",
     "ProcessRequest",
     "ProcessResponse",
 ]
 
-Handler = Callable[["ServerConnection"], Awaitable[Any]]
+HandlerFunction = Callable[["ServerConnection"], Awaitable[Any]]
 """The application: a coroutine function that runs once per connection."""
 
 ProcessRequest = Callable[
@@ -98,7 +90,7 @@ class ServerConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server.register(self)
-        timeout = self.server.open_timeout
+        timeout = self.server.options.open_timeout
         if timeout is not None:
             self._open_timer = self.loop.call_later(timeout, self._open_timed_out)
 
@@ -164,22 +156,19 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: HandlerFunction,
         *,
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
-        open_timeout: float | None = OPEN_TIMEOUT,
-        options: ConnectionOptions | None = None,
-        protocol_factory: Callable[[], ServerProtocol] | None = None,
-        logger: LoggerLike | None = None,
+        options: ServerOptions | None = None,
     ) -> None:
         self.handler = handler
         self.process_request = process_request
         self.process_response = process_response
-        self.open_timeout = open_timeout
-        self.options = options or ConnectionOptions()
-        self.logger: LoggerLike = logger or logging.getLogger("socketeer.server")
-        self._protocol_factory = protocol_factory or (lambda: ServerProtocol(logger=self.logger))
+        self.options = ServerOptions() if options is None else options
+        """The options of :func:`serve`."""
+        self.logger: LoggerLike = self.options.get_logger()
+        self._connection_options = self.options.connection_options()
         self.connections: set[ServerConnection] = set()
         """The connections the server holds: in the handshake, open, or closing."""
         self.server: asyncio.Server | None = None
@@ -189,7 +178,8 @@ class Server:
 
     def new_connection(self) -> ServerConnection:
         """Make the connection for an accepted socket (the protocol factory of asyncio)."""
-        return ServerConnection(self, self._protocol_factory(), self.options)
+        protocol = self.options.new_protocol()
+        return ServerConnection(self, protocol, self._connection_options)
 
     def register(self, connection: ServerConnection) -> None:
         self.connections.add(connection)
@@ -279,6 +269,24 @@ class Server:
         await self.close()
 
 
+class ServeOptions(ServerOptionsDict, total=False):
+    """The keyword arguments of :class:`serve`: the fields of
+    :class:`~socketeer.options.ServerOptions`, and these, for
+    :meth:`asyncio.loop.create_server` (``ssl_shutdown_timeout`` from Python 3.11 on,
+    ``keep_alive`` from 3.13 on).
+    """
+
+    family: int
+    flags: int
+    backlog: int
+    reuse_address: bool | None
+    reuse_port: bool | None
+    keep_alive: bool | None
+    ssl_handshake_timeout: float | None
+    ssl_shutdown_timeout: float | None
+    start_serving: bool
+
+
 class serve:  # noqa: N801 - a function to its users: awaitable and async context manager
     """Start a WebSocket server.
 
@@ -291,112 +299,56 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
             events run with a new instance per connection.
         host: where to listen; all interfaces by default.
         port: the TCP port; 0 picks a free one.
-        unix: listen on this Unix socket path instead of TCP.
-        sock: listen on this socket instead.
-        ssl: a server :class:`ssl.SSLContext` for TLS (``wss://``).
-        origins: the acceptable ``Origin`` values (``None`` in the list accepts requests
-            without one); any origin by default.
-        subprotocols: the subprotocols supported, in order of preference.
-        select_subprotocol: picks the subprotocol from the client's offer.
-        compression: ``"deflate"`` (the default) enables permessage-deflate; ``None``
-            disables it.
-        extensions: more extensions, or your own permessage-deflate settings.
         process_request: answers plain HTTP instead of upgrading; see :data:`ProcessRequest`.
         process_response: changes the response; see :data:`ProcessResponse`.
-        server_header: the ``Server`` header; ``None`` sends none.
-        open_timeout: seconds for a client to complete the opening handshake.
-        ping_interval: seconds between keepalive pings; ``None`` disables them.
-        ping_timeout: seconds to wait for a keepalive pong.
-        close_timeout: seconds to wait for the closing handshake.
-        max_size: the largest message accepted, in bytes; ``None`` for no limit.
-        max_queue: whole messages waiting unread before reading pauses.
-        write_limit: bytes buffered for writing above which ``send()`` waits.
-        logger: where to log; ``socketeer.server`` by default.
-        kwargs: passed to :meth:`asyncio.loop.create_server` (e.g. ``reuse_port``,
-            ``backlog``).
+        options: the fields of :class:`~socketeer.options.ServerOptions`, which documents
+            each with its default; and the arguments of :meth:`asyncio.loop.create_server`
+            listed in :class:`ServeOptions` (e.g. ``reuse_port``, ``backlog``).
+
+    Raises:
+        TypeError: if ``handler`` is a :class:`~socketeer.Handler` instance, or a handler
+            of the threaded driver; or if an option is invalid.
+        ValueError: if an option is invalid.
     """
 
     def __init__(
         self,
-        handler: Handler | HandlerClass,
+        handler: HandlerFunction | HandlerClass,
         host: str | Sequence[str] | None = None,
         port: int | None = None,
         *,
-        unix: str | None = None,
-        sock: socket.socket | None = None,
-        ssl: ssl_module.SSLContext | None = None,
-        origins: Sequence[Origin | None] | None = None,
-        subprotocols: Sequence[Subprotocol] | None = None,
-        select_subprotocol: SelectSubprotocol | None = None,
-        compression: str | None = "deflate",
-        extensions: Sequence[ServerExtensionFactory] | None = None,
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
-        server_header: str | None = SERVER_HEADER,
-        open_timeout: float | None = OPEN_TIMEOUT,
-        ping_interval: float | None = PING_INTERVAL,
-        ping_timeout: float | None = PING_TIMEOUT,
-        close_timeout: float | None = CLOSE_TIMEOUT,
-        max_size: int | None = MAX_SIZE,
-        max_queue: int | None = MAX_QUEUE,
-        write_limit: int = WRITE_LIMIT,
-        logger: LoggerLike | None = None,
-        **kwargs: Any,
+        **options: Unpack[ServeOptions],
     ) -> None:
-        extensions = enable_server_permessage_deflate(extensions, compression)
-        logger = logger or logging.getLogger("socketeer.server")
-
-        def protocol_factory() -> ServerProtocol:
-            return ServerProtocol(
-                origins=origins,
-                extensions=extensions,
-                subprotocols=subprotocols,
-                select_subprotocol=select_subprotocol,
-                server_header=server_header,
-                max_size=max_size,
-                logger=logger,
-            )
-
-        protocol_factory()  # fail now, not per connection, on invalid arguments
+        server_options, self._kwargs = ServerOptions.split(options)  # kwargs: for the loop
         self.server = Server(
             connection_handler(handler),
             process_request=process_request,
             process_response=process_response,
-            open_timeout=open_timeout,
-            options=ConnectionOptions(
-                ping_interval=ping_interval,
-                ping_timeout=ping_timeout,
-                close_timeout=close_timeout,
-                max_queue=max_queue,
-                write_limit=write_limit,
-            ),
-            protocol_factory=protocol_factory,
-            logger=logger,
+            options=server_options,
         )
         self._host = host
         self._port = port
-        self._unix = unix
-        self._sock = sock
-        self._ssl = ssl
-        self._kwargs = kwargs
 
     async def _start(self) -> Server:
         loop = asyncio.get_running_loop()
         server = self.server
-        if self._unix is not None:
+        unix, sock, ssl = server.options.unix, server.options.sock, server.options.ssl
+        if unix is not None:
             server.server = await loop.create_unix_server(
-                server.new_connection, self._unix, sock=self._sock, ssl=self._ssl, **self._kwargs
+                server.new_connection, unix, ssl=ssl, **self._kwargs
             )
-        elif self._sock is not None:
+        elif sock is not None:
             server.server = await loop.create_server(
-                server.new_connection, sock=self._sock, ssl=self._ssl, **self._kwargs
+                server.new_connection, sock=sock, ssl=ssl, **self._kwargs
             )
         else:
             server.server = await loop.create_server(
-                server.new_connection, self._host, self._port, ssl=self._ssl, **self._kwargs
+                server.new_connection, self._host, self._port, ssl=ssl, **self._kwargs
             )
-        for sock in server.sockets:
-            server.logger.info("server listening on %s", format_address(sock.getsockname()))
+        for listening in server.sockets:
+            server.logger.info("server listening on %s", format_address(listening.getsockname()))
         return server
 
     def __await__(self) -> Generator[Any, None, Server]:

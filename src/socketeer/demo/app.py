@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TypeAlias
 
-from ..asyncio.server import Handler, ServerConnection
+from ..asyncio.server import HandlerFunction, ServerConnection
 from ..protocol.http11 import Request, Response
 
 __all__ = ["Page", "Route", "App", "static", "logger"]
@@ -39,7 +39,7 @@ class Page:
     content_type: str = "text/plain; charset=utf-8"
 
 
-Route: TypeAlias = Page | Handler
+Route: TypeAlias = Page | HandlerFunction
 """What a path leads to: a :class:`Page`, or the WebSocket handler of connections opened there."""
 
 

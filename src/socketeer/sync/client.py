@@ -13,34 +13,24 @@ connection already iterates over its messages: ``for message in connect(uri)``.
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ..client import MAX_REDIRECTS, Backoff, Redirects, is_transient
 from ..exceptions import InvalidMessage, InvalidStatus
-from ..options import (
-    CLOSE_TIMEOUT,
-    MAX_QUEUE,
-    OPEN_TIMEOUT,
-    PING_INTERVAL,
-    PING_TIMEOUT,
-    WRITE_LIMIT,
-    ConnectionOptions,
-)
-from ..protocol.base import MAX_SIZE
-from ..protocol.client import USER_AGENT, ClientProtocol
-from ..protocol.extensions.base import ClientExtensionFactory
-from ..protocol.extensions.permessage_deflate import enable_client_permessage_deflate
-from ..typedefs import LoggerLike, Origin, Subprotocol
+from ..options import ClientOptions, ClientOptionsDict, ConnectionOptions
+from ..protocol.client import USER_AGENT, ClientProtocol, HeadersLike
+from ..typedefs import LoggerLike
 from ..uri import WebSocketURI, parse_uri
 from .connection import Connection
 
-__all__ = ["connect", "reconnect", "ClientConnection", "Backoff", "MAX_REDIRECTS"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
+__all__ = ["connect", "reconnect", "ClientConnection", "Backoff", "MAX_REDIRECTS"]
 
 
 class ClientConnection(Connection):
@@ -78,62 +68,19 @@ class ClientConnection(Connection):
         self.start()
 
 
-def connect(
-    uri: str,
-    *,
-    origin: Origin | None = None,
-    subprotocols: Sequence[Subprotocol] | None = None,
-    compression: str | None = "deflate",
-    extensions: Sequence[ClientExtensionFactory] | None = None,
-    additional_headers: HeadersLike | None = None,
-    user_agent_header: str | None = USER_AGENT,
-    open_timeout: float | None = OPEN_TIMEOUT,
-    ping_interval: float | None = PING_INTERVAL,
-    ping_timeout: float | None = PING_TIMEOUT,
-    close_timeout: float | None = CLOSE_TIMEOUT,
-    max_size: int | None = MAX_SIZE,
-    max_queue: int | None = MAX_QUEUE,
-    write_limit: int = WRITE_LIMIT,
-    ssl: ssl_module.SSLContext | None = None,
-    unix: str | None = None,
-    sock: socket.socket | None = None,
-    server_hostname: str | None = None,
-    max_redirects: int = MAX_REDIRECTS,
-    logger: LoggerLike | None = None,
-) -> ClientConnection:
+def connect(uri: str, **options: Unpack[ClientOptionsDict]) -> ClientConnection:
     """Open a WebSocket connection; the arguments are those of :func:`socketeer.connect`.
 
     To reconnect whenever the connection ends, use :class:`reconnect` instead.
 
     Args:
         uri: the ``ws://`` or ``wss://`` URI to connect to.
-        origin: the ``Origin`` header to send.
-        subprotocols: the subprotocols to offer, in order of preference.
-        compression: ``"deflate"`` (the default) offers permessage-deflate; ``None`` does
-            not.
-        extensions: more extensions, or your own permessage-deflate settings.
-        additional_headers: more headers for the handshake request (cookies, tokens).
-        user_agent_header: the ``User-Agent`` header; ``None`` sends none.
-        open_timeout: seconds to connect, TLS, handshake and redirects included; ``None``
-            waits forever.
-        ping_interval: seconds between keepalive pings; ``None`` disables them.
-        ping_timeout: seconds to wait for a keepalive pong.
-        close_timeout: seconds to wait for the closing handshake.
-        max_size: the largest message accepted, in bytes; ``None`` for no limit.
-        max_queue: whole messages waiting unread before reading pauses.
-        write_limit: bytes waiting to be written above which ``send()`` waits, and
-            :func:`~socketeer.sync.broadcast` skips the connection.
-        ssl: an :class:`ssl.SSLContext` for ``wss://``; a default, verifying context
-            otherwise.
-        unix: connect to this Unix socket path instead of the URI's host and port.
-        sock: use this connected socket instead (the connection then owns it).
-        server_hostname: the host name for TLS (SNI and verification); the URI's by
-            default.
-        max_redirects: most HTTP redirects to follow (none over ``unix`` or ``sock``).
-        logger: where to log; ``socketeer.client`` by default.
+        options: the fields of :class:`~socketeer.options.ClientOptions`, which documents
+            each with its default (``backoff`` is for :class:`reconnect`).
 
     Raises:
         InvalidURI: if ``uri`` is not a valid WebSocket URI.
+        TypeError, ValueError: if an option is invalid.
         OSError: if the TCP connection fails.
         TimeoutError: if opening takes longer than ``open_timeout``.
         HandshakeError: if the opening handshake fails; :exc:`InvalidStatus` carries the
@@ -141,28 +88,7 @@ def connect(
         SecurityError: after more than ``max_redirects`` redirects, or one from ``wss://``
             to ``ws://``.
     """
-    opener = reconnect(
-        uri,
-        origin=origin,
-        subprotocols=subprotocols,
-        compression=compression,
-        extensions=extensions,
-        additional_headers=additional_headers,
-        user_agent_header=user_agent_header,
-        open_timeout=open_timeout,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        close_timeout=close_timeout,
-        max_size=max_size,
-        max_queue=max_queue,
-        write_limit=write_limit,
-        ssl=ssl,
-        unix=unix,
-        server_hostname=server_hostname,
-        max_redirects=max_redirects,
-        logger=logger,
-    )
-    return opener.create_connection(sock)
+    return reconnect(uri, **options).create_connection()
 
 
 class reconnect:  # noqa: N801 - a function to its users: for ws in reconnect(uri)
@@ -193,92 +119,33 @@ class reconnect:  # noqa: N801 - a function to its users: for ws in reconnect(ur
     ``connect(uri)`` returns an open connection, which iterates over its *messages*: the
     same expression cannot also iterate over connections.
 
-    The arguments are those of :func:`connect`, with ``backoff`` and without ``sock`` (a
-    socket can serve a single connection).
-
-    Args:
-        backoff: delays between attempts; see :class:`~socketeer.Backoff`.
+    The arguments are those of :func:`connect`; ``backoff`` sets the delays between
+    attempts, and ``sock`` cannot serve (a socket can serve a single connection).
 
     Raises:
         InvalidURI: if ``uri`` is not a valid WebSocket URI.
-        ValueError: if another argument is invalid.
+        TypeError, ValueError: if an option is invalid; ValueError, when the loop starts,
+            if it is ``sock``.
     """
 
-    def __init__(
-        self,
-        uri: str,
-        *,
-        origin: Origin | None = None,
-        subprotocols: Sequence[Subprotocol] | None = None,
-        compression: str | None = "deflate",
-        extensions: Sequence[ClientExtensionFactory] | None = None,
-        additional_headers: HeadersLike | None = None,
-        user_agent_header: str | None = USER_AGENT,
-        open_timeout: float | None = OPEN_TIMEOUT,
-        ping_interval: float | None = PING_INTERVAL,
-        ping_timeout: float | None = PING_TIMEOUT,
-        close_timeout: float | None = CLOSE_TIMEOUT,
-        max_size: int | None = MAX_SIZE,
-        max_queue: int | None = MAX_QUEUE,
-        write_limit: int = WRITE_LIMIT,
-        ssl: ssl_module.SSLContext | None = None,
-        unix: str | None = None,
-        server_hostname: str | None = None,
-        max_redirects: int = MAX_REDIRECTS,
-        backoff: Backoff | None = None,
-        logger: LoggerLike | None = None,
-    ) -> None:
+    def __init__(self, uri: str, **options: Unpack[ClientOptionsDict]) -> None:
         self.uri = parse_uri(uri)
-        extensions = enable_client_permessage_deflate(extensions, compression)
-        if ssl is not None and not self.uri.secure:
-            raise ValueError("ssl is for wss:// URIs, not ws://")
-        self.origin = origin
-        self.subprotocols = subprotocols
-        self.extensions = extensions
-        self.additional_headers = additional_headers
-        self.user_agent_header = user_agent_header
-        self.open_timeout = open_timeout
-        self.options = ConnectionOptions(
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            max_queue=max_queue,
-            write_limit=write_limit,
-        )
-        self.max_size = max_size
-        self.ssl = ssl
-        self.unix = unix
-        self.server_hostname = server_hostname
-        self.max_redirects = max_redirects
-        self.backoff = backoff or Backoff()
+        self.options = ClientOptions(**options)
+        self.options.check_uri(self.uri)
+        self.backoff = self.options.get_backoff()
         """Delays between attempts."""
-        self.logger: LoggerLike = logger or logging.getLogger("socketeer.client")
-        # Fail now, not when connecting, on invalid arguments (e.g. subprotocols).
-        self._new_protocol(self.uri)
+        self.logger: LoggerLike = self.options.get_logger()
 
-    def _new_protocol(self, uri: WebSocketURI) -> ClientProtocol:
-        return ClientProtocol(
-            uri,
-            origin=self.origin,
-            extensions=self.extensions,
-            subprotocols=self.subprotocols,
-            max_size=self.max_size,
-            logger=self.logger,
-        )
-
-    def create_connection(self, sock: socket.socket | None = None) -> ClientConnection:
+    def create_connection(self) -> ClientConnection:
         """Open one connection, following redirects, all within ``open_timeout``.
-
-        Args:
-            sock: a connected socket to use instead of connecting (it then belongs to the
-                connection, and no redirect is followed).
 
         Raises:
             OSError: if the TCP connection fails.
             TimeoutError: if it takes longer than ``open_timeout``.
             HandshakeError: if the opening handshake fails.
         """
-        open_timeout = self.open_timeout
+        options = self.options
+        open_timeout = options.open_timeout
         deadline = None if open_timeout is None else time.monotonic() + open_timeout
 
         def remaining() -> float | None:
@@ -290,11 +157,11 @@ class reconnect:  # noqa: N801 - a function to its users: for ws in reconnect(ur
             return left
 
         # A Unix socket path or a given socket leads to one server: nowhere else to go.
-        enabled = self.unix is None and sock is None
-        redirects = Redirects(self.uri, self.max_redirects, enabled=enabled)
+        enabled = options.unix is None and options.sock is None
+        redirects = Redirects(self.uri, options.max_redirects, enabled=enabled)
         while True:
             try:
-                return self._connect(redirects.uri, sock, remaining)
+                return self._connect(redirects.uri, remaining)
             except InvalidStatus as exc:
                 location = redirects.follow(exc.response)
                 if location is None:
@@ -302,17 +169,16 @@ class reconnect:  # noqa: N801 - a function to its users: for ws in reconnect(ur
                 self.logger.info("redirected to %s", location)
 
     def _connect(
-        self,
-        uri: WebSocketURI,
-        sock: socket.socket | None,
-        remaining: Callable[[], float | None],
+        self, uri: WebSocketURI, remaining: Callable[[], float | None]
     ) -> ClientConnection:
+        options = self.options
+        sock = options.sock
         if sock is None:
-            if self.unix is not None:
+            if options.unix is not None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
                     sock.settimeout(remaining())
-                    sock.connect(self.unix)
+                    sock.connect(options.unix)
                 except BaseException:
                     sock.close()
                     raise
@@ -324,11 +190,14 @@ class reconnect:  # noqa: N801 - a function to its users: for ws in reconnect(ur
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
             if uri.secure:
-                context = self.ssl or ssl_module.create_default_context()
-                server_hostname = self.server_hostname or uri.host
+                context = options.ssl or ssl_module.create_default_context()
+                server_hostname = options.server_hostname or uri.host
                 sock = context.wrap_socket(sock, server_hostname=server_hostname)
-            connection = ClientConnection(sock, self._new_protocol(uri), self.options)
-            connection.handshake(self.additional_headers, self.user_agent_header, remaining())
+            protocol = options.new_protocol(uri)
+            connection = ClientConnection(sock, protocol, options.connection_options())
+            connection.handshake(
+                options.additional_headers, options.user_agent_header, remaining()
+            )
         except BaseException:
             if connection is not None:
                 connection._abort()
@@ -338,7 +207,13 @@ class reconnect:  # noqa: N801 - a function to its users: for ws in reconnect(ur
         return connection
 
     def __iter__(self) -> Iterator[ClientConnection]:
-        """Yield an open connection, then a new one each time the loop comes round."""
+        """Yield an open connection, then a new one each time the loop comes round.
+
+        Raises:
+            ValueError: if the options give a socket, which can serve a single connection.
+        """
+        if self.options.sock is not None:
+            raise ValueError("cannot reconnect with a given socket")
         attempt = 0
         while True:
             try:

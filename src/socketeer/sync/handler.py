@@ -12,13 +12,10 @@ The methods run in the connection's thread on a server, and in the thread that c
 from __future__ import annotations
 
 import contextlib
-import socket
-import ssl as ssl_module
 import time
-from collections.abc import Callable, Generator, Sequence
-from typing import Any, TypeAlias, TypeVar, cast
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
-from ..client import MAX_REDIRECTS, Backoff
 from ..handler import (
     HandlerBase,
     HandlerFactory,
@@ -29,22 +26,15 @@ from ..handler import (
     is_failure,
     log_error,
 )
-from ..options import (
-    CLOSE_TIMEOUT,
-    MAX_QUEUE,
-    OPEN_TIMEOUT,
-    PING_INTERVAL,
-    PING_TIMEOUT,
-    WRITE_LIMIT,
-)
-from ..protocol.base import MAX_SIZE
-from ..protocol.client import USER_AGENT
-from ..protocol.extensions.base import ClientExtensionFactory
+from ..options import ClientOptionsDict
 from ..protocol.frames import CloseCode
-from ..typedefs import Data, LoggerLike, Origin, Subprotocol
-from .client import ClientConnection, HeadersLike
+from ..typedefs import Data
+from .client import ClientConnection
 from .client import reconnect as _reconnect
 from .connection import Connection
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Handler", "HandlerClass", "run", "connection_handler"]
 
@@ -131,41 +121,24 @@ def run(
     handler: HandlerClass,
     *,
     reconnect: bool = False,
-    origin: Origin | None = None,
-    subprotocols: Sequence[Subprotocol] | None = None,
-    compression: str | None = "deflate",
-    extensions: Sequence[ClientExtensionFactory] | None = None,
-    additional_headers: HeadersLike | None = None,
-    user_agent_header: str | None = USER_AGENT,
-    open_timeout: float | None = OPEN_TIMEOUT,
-    ping_interval: float | None = PING_INTERVAL,
-    ping_timeout: float | None = PING_TIMEOUT,
-    close_timeout: float | None = CLOSE_TIMEOUT,
-    max_size: int | None = MAX_SIZE,
-    max_queue: int | None = MAX_QUEUE,
-    write_limit: int = WRITE_LIMIT,
-    ssl: ssl_module.SSLContext | None = None,
-    unix: str | None = None,
-    sock: socket.socket | None = None,
-    server_hostname: str | None = None,
-    max_redirects: int = MAX_REDIRECTS,
-    backoff: Backoff | None = None,
-    logger: LoggerLike | None = None,
+    **options: Unpack[ClientOptionsDict],
 ) -> None:
     """Connect to ``uri`` and drive a new ``handler`` instance until the connection closes.
 
     With ``reconnect``, connect again after each closure, until a handler closes the
-    connection itself with 1000; see :mod:`socketeer.handler`. The other arguments are those
-    of :func:`~socketeer.sync.connect` and :class:`~socketeer.sync.client.reconnect`.
+    connection itself with 1000; see :mod:`socketeer.handler`.
 
     Args:
         uri: the ``ws://`` or ``wss://`` URI to connect to.
         handler: a :class:`Handler` subclass, or ``Handler.factory(make)``.
         reconnect: connect again after each closure, and after transient failures.
+        options: the options of :func:`~socketeer.sync.connect` and
+            :class:`~socketeer.sync.client.reconnect`.
 
     Raises:
-        TypeError: if ``handler`` is neither.
-        ValueError: if ``reconnect`` is given with ``sock`` (a socket connects once).
+        TypeError: if ``handler`` is neither, or if an option is invalid.
+        ValueError: if an option is invalid, or if ``reconnect`` is given with ``sock`` (a
+            socket connects once).
         OSError: if the connection fails (without ``reconnect``).
         HandshakeError: if the opening handshake fails (with ``reconnect``, only failures
             that will not heal).
@@ -173,32 +146,9 @@ def run(
     make = handler_maker(handler, Handler)
     if make is None:
         raise TypeError(f"run() takes a Handler subclass or Handler.factory(), not {handler!r}")
-    if reconnect and sock is not None:
-        raise ValueError("cannot reconnect with a given socket")
-    client = _reconnect(
-        uri,
-        origin=origin,
-        subprotocols=subprotocols,
-        compression=compression,
-        extensions=extensions,
-        additional_headers=additional_headers,
-        user_agent_header=user_agent_header,
-        open_timeout=open_timeout,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        close_timeout=close_timeout,
-        max_size=max_size,
-        max_queue=max_queue,
-        write_limit=write_limit,
-        ssl=ssl,
-        unix=unix,
-        server_hostname=server_hostname,
-        max_redirects=max_redirects,
-        backoff=backoff,
-        logger=logger,
-    )
+    client = _reconnect(uri, **options)
     if not reconnect:
-        with client.create_connection(sock) as ws:  # what connect() does
+        with client.create_connection() as ws:  # what connect() does
             _drive(make(), ws)
         return
     # reconnect.__iter__ is a generator: close it at once when the run ends.

@@ -12,48 +12,39 @@ and joins the threads.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import selectors
 import socket
-import ssl as ssl_module
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..connection import format_address
 from ..exceptions import ConnectionClosed
-from ..options import (
-    CLOSE_TIMEOUT,
-    MAX_QUEUE,
-    OPEN_TIMEOUT,
-    PING_INTERVAL,
-    PING_TIMEOUT,
-    WRITE_LIMIT,
-    ConnectionOptions,
-)
-from ..protocol.base import MAX_SIZE, OPEN
-from ..protocol.extensions.base import ServerExtensionFactory
-from ..protocol.extensions.permessage_deflate import enable_server_permessage_deflate
+from ..options import ConnectionOptions, ServerOptions, ServerOptionsDict
+from ..protocol.base import OPEN
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
-from ..protocol.server import SERVER_HEADER, SelectSubprotocol, ServerProtocol
-from ..typedefs import LoggerLike, Origin, StatusLike, Subprotocol
+from ..protocol.server import ServerProtocol
+from ..typedefs import LoggerLike, StatusLike
 from .connection import Connection
 from .handler import HandlerClass, connection_handler
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "serve",
     "Server",
     "ServerConnection",
-    "Handler",
+    "HandlerFunction",
     "ProcessRequest",
     "ProcessResponse",
 ]
 
-Handler = Callable[["ServerConnection"], Any]
+HandlerFunction = Callable[["ServerConnection"], Any]
 """The application: a function that runs once per connection, in a thread of its own."""
 
 ProcessRequest = Callable[["ServerConnection", Request], Response | None]
@@ -141,26 +132,21 @@ class Server:
     def __init__(
         self,
         sock: socket.socket,
-        handler: Handler,
+        handler: HandlerFunction,
         *,
-        ssl: ssl_module.SSLContext | None = None,
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
-        open_timeout: float | None = OPEN_TIMEOUT,
-        options: ConnectionOptions | None = None,
-        protocol_factory: Callable[[], ServerProtocol] | None = None,
-        logger: LoggerLike | None = None,
+        options: ServerOptions | None = None,
     ) -> None:
         self.socket = sock
         """The listening socket."""
         self.handler = handler
-        self.ssl = ssl
         self.process_request = process_request
         self.process_response = process_response
-        self.open_timeout = open_timeout
-        self.options = options or ConnectionOptions()
-        self.logger: LoggerLike = logger or logging.getLogger("socketeer.server")
-        self._protocol_factory = protocol_factory or (lambda: ServerProtocol(logger=self.logger))
+        self.options = ServerOptions() if options is None else options
+        """The options of :func:`serve`."""
+        self.logger: LoggerLike = self.options.get_logger()
+        self._connection_options = self.options.connection_options()
         self.connections: set[ServerConnection] = set()
         """The connections the server holds: in the handshake, open, or closing."""
         self._threads: set[threading.Thread] = set()
@@ -207,19 +193,22 @@ class Server:
         thread.start()
 
     def _handle(self, sock: socket.socket) -> None:
-        deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
+        options = self.options
+        open_timeout = options.open_timeout
+        deadline = None if open_timeout is None else time.monotonic() + open_timeout
         try:
             try:
-                sock.settimeout(self.open_timeout)
+                sock.settimeout(open_timeout)
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-                if self.ssl is not None:
-                    sock = self.ssl.wrap_socket(sock, server_side=True)
+                if options.ssl is not None:
+                    sock = options.ssl.wrap_socket(sock, server_side=True)
             except OSError as exc:
                 self.logger.debug("! TLS handshake failed: %s", exc)
                 sock.close()
                 return
-            connection = ServerConnection(self, sock, self._protocol_factory(), self.options)
+            protocol = options.new_protocol()
+            connection = ServerConnection(self, sock, protocol, self._connection_options)
             with self._lock:
                 if self._shutdown.is_set():
                     sock.close()
@@ -294,29 +283,13 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def serve(
-    handler: Handler | HandlerClass,
+    handler: HandlerFunction | HandlerClass,
     host: str | None = None,
     port: int | None = None,
     *,
-    unix: str | None = None,
-    sock: socket.socket | None = None,
-    ssl: ssl_module.SSLContext | None = None,
-    origins: Sequence[Origin | None] | None = None,
-    subprotocols: Sequence[Subprotocol] | None = None,
-    select_subprotocol: SelectSubprotocol | None = None,
-    compression: str | None = "deflate",
-    extensions: Sequence[ServerExtensionFactory] | None = None,
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,
-    server_header: str | None = SERVER_HEADER,
-    open_timeout: float | None = OPEN_TIMEOUT,
-    ping_interval: float | None = PING_INTERVAL,
-    ping_timeout: float | None = PING_TIMEOUT,
-    close_timeout: float | None = CLOSE_TIMEOUT,
-    max_size: int | None = MAX_SIZE,
-    max_queue: int | None = MAX_QUEUE,
-    write_limit: int = WRITE_LIMIT,
-    logger: LoggerLike | None = None,
+    **options: Unpack[ServerOptionsDict],
 ) -> Server:
     """Start a WebSocket server: listen, and return the :class:`Server`.
 
@@ -325,60 +298,45 @@ def serve(
     thread per connection, or a :class:`~socketeer.sync.Handler` subclass, or
     ``Handler.factory(make)``, whose events run with a new instance per connection.
 
+    Args:
+        options: the fields of :class:`~socketeer.options.ServerOptions`, which documents
+            each with its default.
+
     Raises:
         TypeError: if ``handler`` is a :class:`~socketeer.sync.Handler` instance, or a
-            handler of the asyncio driver.
+            handler of the asyncio driver; or if an option is invalid.
+        ValueError: if an option is invalid.
         OSError: if the socket cannot listen.
     """
-    handle = connection_handler(handler)  # before listening: it may raise TypeError
-    extensions = enable_server_permessage_deflate(extensions, compression)
-    logger = logger or logging.getLogger("socketeer.server")
-
-    def protocol_factory() -> ServerProtocol:
-        return ServerProtocol(
-            origins=origins,
-            extensions=extensions,
-            subprotocols=subprotocols,
-            select_subprotocol=select_subprotocol,
-            server_header=server_header,
-            max_size=max_size,
-            logger=logger,
-        )
-
-    protocol_factory()  # fail now, not per connection, on invalid arguments
-    options = ConnectionOptions(  # and before listening
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        close_timeout=close_timeout,
-        max_queue=max_queue,
-        write_limit=write_limit,
-    )
-    unix_socket_made = sock is None and unix is not None  # then shutdown() removes it
+    handle = connection_handler(handler)  # before listening: these may raise
+    server_options = ServerOptions(**options)
+    sock = server_options.sock
     if sock is None:
-        if unix is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.bind(unix)
-                sock.listen()
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            sock = socket.create_server((host or "", port or 0))
+        sock = _listen(host, port, server_options.unix)
     server = Server(
         sock,
         handle,
-        ssl=ssl,
         process_request=process_request,
         process_response=process_response,
-        open_timeout=open_timeout,
-        options=options,
-        protocol_factory=protocol_factory,
-        logger=logger,
+        options=server_options,
     )
-    if unix_socket_made:
-        assert unix is not None
+    unix = server_options.unix
+    if unix is not None:  # serve() made the socket file: shutdown() removes it
         with contextlib.suppress(OSError):
             server._unix_socket = (unix, os.stat(unix).st_ino)
     server.logger.info("server listening on %s", format_address(sock.getsockname()))
     return server
+
+
+def _listen(host: str | None, port: int | None, unix: str | None) -> socket.socket:
+    """A listening socket: on the Unix socket path ``unix``, or on ``host`` and ``port``."""
+    if unix is None:
+        return socket.create_server((host or "", port or 0))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(unix)
+        sock.listen()
+    except BaseException:
+        sock.close()
+        raise
+    return sock
