@@ -21,6 +21,7 @@ from .typedefs import BytesLike, Data, Subprotocol
 __all__ = [
     "ConnectionBase",
     "BroadcastResult",
+    "broadcast_message",
     "OK_CLOSE_CODES",
     "is_text",
     "as_bytes",
@@ -132,6 +133,19 @@ class BroadcastResult(NamedTuple):
     skipped: int
     """Open connections skipped: their write buffer was past ``write_limit``, a fragmented
     message was underway, or (threads only) another thread was writing to the socket."""
+
+
+def broadcast_message(message: object) -> str | bytes:
+    """Check the message of a ``broadcast()``; bytes-like messages become :class:`bytes`.
+
+    Raises:
+        TypeError: if ``message`` is neither :class:`str` nor bytes-like.
+    """
+    if isinstance(message, (str, bytes)):
+        return message
+    if isinstance(message, (bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
 
 
 def is_text(fragment: object) -> bool:

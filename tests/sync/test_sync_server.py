@@ -118,3 +118,37 @@ def test_interop_websocket_client(compression: str | None) -> None:
             ws.ping(b"p")
         finally:
             ws.close()
+
+
+def test_shutdown_ends_handler_blocked_on_a_peer_that_does_not_read() -> None:
+    # The handler fills the socket's buffers towards a client that never reads, so it blocks
+    # in send() holding its connection: shutdown must still end within close_timeout.
+    sending = threading.Event()
+    ended: list[BaseException | None] = []
+
+    def handler(ws: ServerConnection) -> None:
+        sending.set()
+        try:
+            while True:
+                ws.send(b"x" * 65536)
+        except BaseException as exc:
+            ended.append(exc)
+
+    server = serve(handler, "127.0.0.1", 0, close_timeout=0.2, compression=None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.socket.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert sending.wait(1)
+        time.sleep(50 * MS)  # long enough for the buffers to fill; the test holds either way
+        done = threading.Event()
+        stopper = threading.Thread(target=lambda: (server.shutdown(), done.set()), daemon=True)
+        stopper.start()
+        assert done.wait(5), "shutdown hung on a handler blocked in send()"
+    assert len(ended) == 1
+    names = [t.name for t in threading.enumerate() if t.name.startswith("socketeer-")]
+    assert names == []

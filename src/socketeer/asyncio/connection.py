@@ -43,7 +43,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Hashable, I
 from types import TracebackType
 from typing import Any, Literal, cast, overload
 
-from ..connection import BroadcastResult, ConnectionBase, as_bytes, is_text
+from ..connection import (
+    BroadcastResult,
+    ConnectionBase,
+    as_bytes,
+    broadcast_message,
+    is_text,
+)
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosedOK,
@@ -601,10 +607,7 @@ def broadcast(connections: Iterable[Connection], message: Data | BytesLike) -> B
     Raises:
         TypeError: if ``message`` is neither.
     """
-    if not isinstance(message, (str, bytes, bytearray, memoryview)):
-        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-    if not isinstance(message, (str, bytes)):
-        message = bytes(message)
+    message = broadcast_message(message)
     cache: dict[Hashable, list[bytes]] = {}
     sent = skipped = 0
     for connection in connections:

@@ -243,6 +243,14 @@ class Server:
             threads = list(self._threads)
         timeout = self.options.close_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
+        # A thread blocked writing to a peer that does not read (a handler in send(), or
+        # the close frame below) holds its connection until the peer reads: at the
+        # deadline, end the TCP connections that are still open, which wakes them all up.
+        watchdog = None
+        if timeout is not None:
+            watchdog = threading.Timer(timeout, _abort_all, (connections,))
+            watchdog.daemon = True
+            watchdog.start()
         for connection in connections:
             with connection.protocol_mutex:
                 if connection.state is OPEN and connection.protocol.sending:
@@ -254,6 +262,8 @@ class Server:
             thread.join(_remaining(deadline))
             if thread.is_alive():
                 self.logger.warning("connection handler still running after shutdown")
+        if watchdog is not None:
+            watchdog.cancel()
         self.socket.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -276,6 +286,11 @@ class Server:
         traceback: TracebackType | None,
     ) -> None:
         self.shutdown()
+
+
+def _abort_all(connections: list[ServerConnection]) -> None:
+    for connection in connections:
+        connection._abort()
 
 
 def _remaining(deadline: float | None) -> float | None:
