@@ -23,7 +23,8 @@
     │   └── SecurityError                a limit was exceeded (line length, header count, ...)
     ├── ProtocolError                    the peer broke RFC 6455 or RFC 7692
     ├── PayloadTooBig                    a message exceeds max_size (a limit, not a fault)
-    ├── RPCError                         (the RPC layer; see socketeer.rpc)
+    ├── RPCError                         the RPC layer (socketeer.rpc)
+    │   └── RemoteError                  the remote end answered a call with an error
     └── BrokerError                      (the pub/sub layer; see socketeer.pubsub)
 
 Local faults (misuse of the API) raise at once. Peer faults never escape
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .protocol.frames import Close
     from .protocol.http11 import Response
+    from .typedefs import JSONValue
 
 __all__ = [
     "SocketeerError",
@@ -65,6 +67,7 @@ __all__ = [
     "ProtocolError",
     "PayloadTooBig",
     "RPCError",
+    "RemoteError",
     "BrokerError",
 ]
 
@@ -307,6 +310,43 @@ class PayloadTooBig(SocketeerError):
 
 class RPCError(SocketeerError):
     """Base class for the errors of the RPC layer."""
+
+
+class RemoteError(RPCError):
+    """The remote end answered a call with an error response.
+
+    Args:
+        code: the error code: -32000 when the remote method raised an exception; see
+            :class:`~socketeer.rpc.ErrorCode` for the others.
+        message: the error's short description.
+        data: the error's details, or ``None`` when it had none.
+    """
+
+    def __init__(self, code: int, message: str, data: JSONValue = None) -> None:
+        self.code = code
+        """Error code."""
+        self.message = message
+        """Short description: ``str(exc)`` of the remote exception for -32000."""
+        self.data = data
+        """Details: a string for the codes of JSON-RPC 2.0, ``{"type": ..., "message": ...,
+        "traceback": ...}`` for -32000."""
+        details = data if isinstance(data, dict) else {}
+        type_name = details.get("type")
+        self.type_name = type_name if isinstance(type_name, str) else None
+        """Class name of the remote exception (a JavaScript error's ``name``), if known."""
+        remote_traceback = details.get("traceback")
+        self.traceback = remote_traceback if isinstance(remote_traceback, str) else None
+        """Traceback of the remote exception, when the remote end runs in debug mode."""
+        super().__init__(code, message, data)
+
+    def __str__(self) -> str:
+        if self.type_name is not None:
+            if self.message in ("", self.type_name):
+                return self.type_name
+            return f"{self.type_name}: {self.message}"
+        if isinstance(self.data, str) and self.data:
+            return f"{self.message}: {self.data} (code {self.code})"
+        return f"{self.message} (code {self.code})"
 
 
 class BrokerError(SocketeerError):
