@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .asyncio import (
     Backoff,
     BroadcastResult,
@@ -33,6 +35,7 @@ __all__ = [
     "ServerConnection",
     "connect",
     "serve",
+    "Router",
     "ClientOptions",
     "ServerOptions",
     "Close",
@@ -45,3 +48,15 @@ __all__ = [
     "State",
     *_exceptions_all,
 ]
+
+if TYPE_CHECKING:
+    from .rpc import Router
+
+
+def __getattr__(name: str) -> Any:
+    # The RPC layer is imported on first use: programs that do not use it don't pay for it.
+    if name == "Router":
+        from .rpc import Router
+
+        return Router
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,9 @@
     ├── ProtocolError                    the peer broke RFC 6455 or RFC 7692
     ├── PayloadTooBig                    a message exceeds max_size (a limit, not a fault)
     ├── RPCError                         the RPC layer (socketeer.rpc)
-    │   └── RemoteError                  the remote end answered a call with an error
+    │   ├── RemoteError                  the remote end answered a call with an error
+    │   ├── CallTimeout (+TimeoutError)  a call got no answer within its timeout
+    │   └── ConnectionLost               the connection closed before a call got its answer
     └── BrokerError                      (the pub/sub layer; see socketeer.pubsub)
 
 Local faults (misuse of the API) raise at once. Peer faults never escape
@@ -68,6 +70,8 @@ __all__ = [
     "PayloadTooBig",
     "RPCError",
     "RemoteError",
+    "CallTimeout",
+    "ConnectionLost",
     "BrokerError",
 ]
 
@@ -347,6 +351,58 @@ class RemoteError(RPCError):
         if isinstance(self.data, str) and self.data:
             return f"{self.message}: {self.data} (code {self.code})"
         return f"{self.message} (code {self.code})"
+
+
+class CallTimeout(RPCError, TimeoutError):
+    """A call got no answer within its timeout, on the caller's side.
+
+    The caller also sent ``$/cancel``, so that the callee stops working on it; a late answer
+    is ignored. (A call that runs past the callee's own execution timeout is answered with a
+    :class:`RemoteError` whose code is -32001 instead.)
+
+    Args:
+        method: the method called.
+        timeout: the timeout, in seconds.
+    """
+
+    def __init__(self, method: str, timeout: float) -> None:
+        self.method = method
+        """Method called."""
+        self.timeout = timeout
+        """Timeout, in seconds."""
+        super().__init__(method, timeout)
+        # OSError reads two arguments as errno and strerror: these are not.
+        self.errno = self.strerror = None
+
+    def __str__(self) -> str:
+        return f"call {self.method} timed out after {self.timeout:g} s"
+
+
+class ConnectionLost(RPCError):
+    """The connection closed before a call got its answer.
+
+    Delivery is at most once: a call that was sent may or may not have run, and it is not
+    sent again. Calls made once the connection is closed raise it too, without sending
+    anything.
+
+    Args:
+        method: the method called.
+        code: the close code received, 1006 (abnormal closure) if none.
+        reason: the close reason received, or ``""``.
+    """
+
+    def __init__(self, method: str, code: int, reason: str = "") -> None:
+        self.method = method
+        """Method called."""
+        self.code = code
+        """Close code received; 1006 (abnormal closure) if none."""
+        self.reason = reason
+        """Close reason received."""
+        super().__init__(method, code, reason)
+
+    def __str__(self) -> str:
+        why = f"code {self.code}, {self.reason}" if self.reason else f"code {self.code}"
+        return f"connection closed ({why}) before call {self.method} was answered"
 
 
 class BrokerError(SocketeerError):

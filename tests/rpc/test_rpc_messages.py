@@ -1000,7 +1000,7 @@ class TestRemoteError:
         assert issubclass(RPCError, SocketeerError)
         assert "RemoteError" in exceptions.__all__
         assert exceptions.__doc__ is not None
-        assert "│   └── RemoteError" in exceptions.__doc__
+        assert "│   ├── RemoteError" in exceptions.__doc__
 
     def test_application_error(self) -> None:
         data: dict[str, JSONValue] = {"type": "ValueError", "message": "bad", "traceback": "..."}
@@ -1121,9 +1121,13 @@ class TestPendingCalls:
 
 def test_exports() -> None:
     from socketeer import rpc
+    from socketeer.rpc import client, peer, routes, server
 
-    assert set(messages.__all__) <= set(rpc.__all__)
-    assert set(rpc.__all__) - set(messages.__all__) == {"RPCError", "RemoteError"}
+    modules = [messages, routes, peer, server, client]
+    exported = {name for module in modules for name in module.__all__}
+    exceptions = {"RPCError", "RemoteError", "CallTimeout", "ConnectionLost"}
+    assert set(rpc.__all__) == exported - {"check_method_name"} | exceptions
+    assert len(rpc.__all__) == len(set(rpc.__all__))
     for name in rpc.__all__:
         assert getattr(rpc, name) is not None
 

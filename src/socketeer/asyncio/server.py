@@ -14,7 +14,7 @@ import inspect
 import socket
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from ..connection import format_address
 from ..exceptions import ConnectionClosed
@@ -23,7 +23,7 @@ from ..protocol.base import CONNECTING, OPEN, Event
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
 from ..protocol.server import ServerProtocol
-from ..typedefs import LoggerLike, StatusLike
+from ..typedefs import LoggerLike, StatusLike, Subprotocol
 from .connection import Connection
 from .handler import HandlerClass, connection_handler
 
@@ -38,6 +38,8 @@ __all__ = [
     "HandlerFunction",
     "ProcessRequest",
     "ProcessResponse",
+    "ServerApp",
+    "is_server_app",
 ]
 
 HandlerFunction = Callable[["ServerConnection"], Awaitable[Any]]
@@ -55,6 +57,61 @@ ProcessResponse = Callable[
 ]
 """``process_response(connection, request, response)``: change the response in place, or
 return another one."""
+
+
+class ServerApp(Protocol):
+    """A handler that brings its own ``process_request`` and subprotocols, such as an RPC
+    application (:class:`socketeer.rpc.RPC`) or a :class:`socketeer.rpc.Router`.
+
+    :func:`serve` recognizes one by these two attributes (see :func:`is_server_app`), and
+    then:
+
+    - selects its :attr:`subprotocols` too, after those given to ``serve`` if any;
+    - calls its :meth:`process_request` after the one given to ``serve``, if any, when that
+      one returned ``None``.
+    """
+
+    @property
+    def subprotocols(self) -> Sequence[Subprotocol]:
+        """The subprotocols it speaks, in order of preference."""
+        ...
+
+    def __call__(self, connection: ServerConnection, /) -> Awaitable[Any]:
+        """Handle an open connection, as a handler function does."""
+        ...
+
+    def process_request(
+        self, connection: ServerConnection, request: Request, /
+    ) -> Response | None | Awaitable[Response | None]:
+        """Answer plain HTTP, or refuse the handshake; ``None`` to go on with it."""
+        ...
+
+
+def is_server_app(handler: object) -> TypeGuard[ServerApp]:
+    """Whether ``handler`` is a :class:`ServerApp`: a callable that is not a class, with a
+    ``process_request`` method and a ``subprotocols`` attribute."""
+    return (
+        not isinstance(handler, type)
+        and callable(handler)
+        and callable(getattr(handler, "process_request", None))
+        and hasattr(handler, "subprotocols")
+    )
+
+
+def _then(first: ProcessRequest | None, second: ProcessRequest) -> ProcessRequest:
+    """``first``, then ``second`` if ``first`` returned ``None``."""
+    if first is None:
+        return second
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        for step in (first, second):
+            result = step(connection, request)
+            response = await result if inspect.isawaitable(result) else result
+            if response is not None:
+                return response
+        return None
+
+    return process_request
 
 
 class ServerConnection(Connection):
@@ -296,7 +353,8 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
     Args:
         handler: the coroutine function that runs once per connection; or a
             :class:`~socketeer.Handler` subclass, or ``Handler.factory(make)``, whose
-            events run with a new instance per connection.
+            events run with a new instance per connection; or a :class:`ServerApp`, such
+            as an RPC application, whose subprotocols and ``process_request`` are used too.
         host: where to listen; all interfaces by default.
         port: the TCP port; 0 picks a free one.
         process_request: answers plain HTTP instead of upgrading; see :data:`ProcessRequest`.
@@ -321,6 +379,10 @@ class serve:  # noqa: N801 - a function to its users: awaitable and async contex
         process_response: ProcessResponse | None = None,
         **options: Unpack[ServeOptions],
     ) -> None:
+        if is_server_app(handler):
+            process_request = _then(process_request, handler.process_request)
+            given = list(options.get("subprotocols") or ())
+            options["subprotocols"] = given + [p for p in handler.subprotocols if p not in given]
         server_options, self._kwargs = ServerOptions.split(options)  # kwargs: for the loop
         self.server = Server(
             connection_handler(handler),

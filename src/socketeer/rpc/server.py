@@ -1,0 +1,230 @@
+"""Serving RPC: the application :class:`RPC`, and :class:`Router` to serve it beside others.
+
+``socketeer.serve(rpc, host, port)`` runs an :class:`RPC` application: :func:`~socketeer.serve`
+recognizes it as a :class:`~socketeer.asyncio.server.ServerApp`, so that the server selects
+the subprotocol ``socketeer.rpc.v1`` and asks :meth:`RPC.process_request` about each
+request before the handshake. That one:
+
+- answers ``GET /socketeer.js`` (and ``/socketeer.d.ts``, its types) with the browser
+  client, from the package's ``static`` folder, so that a page needs only
+  ``import { RPC } from "/socketeer.js"``;
+- refuses a WebSocket handshake that does not offer ``socketeer.rpc.v1`` with
+  ``400 Bad Request``, whose body says so. The connection never opens: a client that speaks
+  something else fails at once with a clear status, rather than opening, getting messages
+  it cannot read, and being closed.
+
+Then each connection gets a :class:`~socketeer.rpc.Peer` that runs until it closes.
+
+To serve RPC beside other handlers, route by path::
+
+    socketeer.serve(Router({"/rpc": rpc, "/chat": chat}), host, port)
+"""
+
+from __future__ import annotations
+
+import functools
+import http
+import importlib.resources
+import inspect
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from ..asyncio.connection import Connection
+from ..asyncio.handler import HandlerClass, connection_handler
+from ..asyncio.server import ServerApp, ServerConnection, is_server_app
+from ..exceptions import InvalidHeaderFormat
+from ..protocol.frames import CloseCode
+from ..protocol.headers import parse_subprotocol
+from ..protocol.http11 import Request, Response
+from ..typedefs import Subprotocol
+from .peer import SUBPROTOCOL, Peer, PeerOptions, PeerOptionsDict
+from .routes import Routes
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["RPC", "Router", "STATIC_FILES"]
+
+STATIC_FILES = {
+    "/socketeer.js": ("socketeer.js", "text/javascript; charset=utf-8"),
+    "/socketeer.d.ts": ("socketeer.d.ts", "application/typescript; charset=utf-8"),
+}
+"""The paths :meth:`RPC.process_request` serves: the file in the package's ``static`` folder
+and its content type."""
+
+
+class RPC(Routes):
+    """An RPC application: the methods a connection may call, and how they run.
+
+    Register methods with :meth:`~Routes.method` and class routes with :meth:`~Routes.route`,
+    then serve it: ``socketeer.serve(rpc, host, port)``, or on a path with :class:`Router`.
+    Clients may use one too, for the calls the server makes
+    (``socketeer.rpc.connect(url, routes=rpc)``).
+
+    What a method raises goes back to its caller (-32000, with the exception's type name and
+    message, and its traceback in debug mode); it is not logged. What has nobody to go back
+    to (a failing notification, ``on_close``, a result JSON cannot carry) is logged.
+
+    Args:
+        options: the fields of :class:`~socketeer.rpc.PeerOptions` (``debug``,
+            ``max_concurrency``, ``execution_timeout``, ``call_timeout``, ``max_batch``),
+            for every connection.
+
+    Raises:
+        TypeError, ValueError: if an option is invalid.
+    """
+
+    def __init__(self, **options: Unpack[PeerOptionsDict]) -> None:
+        super().__init__()
+        self.options = PeerOptions(**options)
+        """The options of the peers of its connections."""
+
+    @property
+    def subprotocols(self) -> Sequence[Subprotocol]:
+        """``[socketeer.rpc.v1]``: what the server selects."""
+        return [SUBPROTOCOL]
+
+    async def __call__(self, connection: Connection) -> None:
+        """Run a :class:`~socketeer.rpc.Peer` on ``connection`` until it closes: the
+        connection handler of ``serve``.
+
+        A connection without the subprotocol (a server that was not told to select it) is
+        closed at once with 1008 (policy violation).
+        """
+        if connection.subprotocol != SUBPROTOCOL:
+            reason = f"subprotocol {SUBPROTOCOL} required"
+            await connection.close(CloseCode.POLICY_VIOLATION, reason)
+            return
+        await Peer(connection, self, self.options).run()
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Serve the browser client, refuse handshakes without the subprotocol, or return
+        ``None`` to go on; see the module's description."""
+        path = _path(request)
+        static = STATIC_FILES.get(path)
+        if static is not None:
+            return _static_response(connection, request, *static)
+        if _is_upgrade(request) and not _offers(request, SUBPROTOCOL):
+            return connection.respond(
+                http.HTTPStatus.BAD_REQUEST,
+                f"failed to open a WebSocket connection: this is a socketeer RPC endpoint; "
+                f"offer the subprotocol {SUBPROTOCOL}\n",
+            )
+        return None
+
+
+@functools.cache
+def _static_file(filename: str) -> bytes:
+    return (importlib.resources.files("socketeer") / "static" / filename).read_bytes()
+
+
+def _static_response(
+    connection: ServerConnection, request: Request, filename: str, content_type: str
+) -> Response:
+    if request.method != "GET":
+        return connection.respond(
+            http.HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed\n", headers=[("Allow", "GET")]
+        )
+    headers = [
+        ("Cache-Control", "no-cache"),
+        ("X-Content-Type-Options", "nosniff"),
+        # A public, static module: pages of other origins may import it.
+        ("Access-Control-Allow-Origin", "*"),
+    ]
+    body = _static_file(filename)
+    return connection.respond(http.HTTPStatus.OK, body, content_type=content_type, headers=headers)
+
+
+def _path(request: Request) -> str:
+    return urllib.parse.urlsplit(request.path).path
+
+
+def _is_upgrade(request: Request) -> bool:
+    return any("websocket" in value.lower() for value in request.headers.get_all("Upgrade"))
+
+
+def _offers(request: Request, subprotocol: Subprotocol) -> bool:
+    try:
+        return any(
+            subprotocol in parse_subprotocol(value)
+            for value in request.headers.get_all("Sec-WebSocket-Protocol")
+        )
+    except InvalidHeaderFormat:
+        return True  # the handshake refuses the header itself, with its own message
+
+
+Handler: TypeAlias = Callable[[ServerConnection], Awaitable[Any]] | HandlerClass | ServerApp
+"""What a path leads to: a handler function, a ``Handler`` class or factory, or an app
+such as :class:`RPC`."""
+
+
+class Router:
+    """Route connections to handlers by the path of their URL; a
+    :class:`~socketeer.asyncio.server.ServerApp` for :func:`~socketeer.serve`::
+
+        socketeer.serve(Router({"/rpc": rpc, "/chat": chat}), host, port)
+
+    The path of the handshake request, without its query, picks the handler; paths match
+    exactly. A request for another path is answered ``404 Not Found``, except plain HTTP
+    requests (not WebSocket handshakes), which the apps among the handlers may answer first,
+    in order: that is how an :class:`RPC` app routed on ``/rpc`` still serves
+    ``/socketeer.js``.
+
+    On an app's path, its ``process_request`` runs before the handshake. The server selects
+    the subprotocols of all the apps (in order): a client that offers one of them gets it,
+    whatever the path.
+
+    Args:
+        routes: URL path (starting with ``/``) → handler function, ``Handler`` class or
+            factory, or app.
+
+    Raises:
+        ValueError: if a path does not start with ``/``.
+        TypeError: if a handler is a ``Handler`` instance or a handler of the threaded
+            driver.
+    """
+
+    def __init__(self, routes: Mapping[str, Handler]) -> None:
+        for path in routes:
+            if not path.startswith("/"):
+                raise ValueError(f"paths start with /, got {path!r}")
+        self._handlers = {path: connection_handler(h) for path, h in routes.items()}
+        self._apps = {path: h for path, h in routes.items() if is_server_app(h)}
+
+    @property
+    def subprotocols(self) -> Sequence[Subprotocol]:
+        """The subprotocols of its apps, in order."""
+        subprotocols: list[Subprotocol] = []
+        for app in self._apps.values():
+            subprotocols += [p for p in app.subprotocols if p not in subprotocols]
+        return subprotocols
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Refuse unknown paths, or let the app of the path answer; see the class."""
+        path = _path(request)
+        if path in self._handlers:
+            app = self._apps.get(path)
+            return (
+                None
+                if app is None
+                else await _maybe_await(app.process_request(connection, request))
+            )
+        if not _is_upgrade(request):
+            for app in self._apps.values():
+                response = await _maybe_await(app.process_request(connection, request))
+                if response is not None:
+                    return response
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+
+    async def __call__(self, connection: ServerConnection) -> None:
+        """Run the handler of the path the connection was opened on."""
+        assert connection.request is not None  # the connection is open
+        handler = self._handlers[_path(connection.request)]  # process_request let only these in
+        await handler(connection)
+
+
+async def _maybe_await(value: Response | None | Awaitable[Response | None]) -> Response | None:
+    return await value if inspect.isawaitable(value) else value

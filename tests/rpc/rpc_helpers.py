@@ -1,0 +1,108 @@
+"""Helpers of the RPC layer's tests (a module name unique across tests/, which has no
+packages): servers on a free loopback port, raw JSON clients, bounded waits, and the
+:data:`MS` time unit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import socketeer
+from socketeer.rpc import SUBPROTOCOL
+
+# One millisecond, scaled for slow machines: SOCKETEER_TEST_TIMEOUT_FACTOR=10 on a slow CI.
+MS = 0.001 * float(os.environ.get("SOCKETEER_TEST_TIMEOUT_FACTOR", "1"))
+
+TEST_TIMEOUT = 10_000 * MS
+"""Longest an async test may run before it counts as hung."""
+
+STEP = 5_000 * MS
+"""Longest a single step may take; steps take milliseconds. Only catches hangs."""
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Any, **options: Any) -> AsyncIterator[str]:
+    """Serve ``handler`` on a free loopback port; yield the ``ws://`` URL of its root."""
+    async with socketeer.serve(handler, "127.0.0.1", 0, **options) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/"
+
+
+def raw(url: str, **options: Any) -> socketeer.connect:
+    """A plain WebSocket client that offers the RPC subprotocol: to send any JSON at all."""
+    options.setdefault("subprotocols", [SUBPROTOCOL])
+    return socketeer.connect(url, **options)
+
+
+async def send_json(ws: socketeer.ClientConnection, value: Any) -> None:
+    await ws.send(json.dumps(value))
+
+
+async def recv_json(ws: socketeer.ClientConnection) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), STEP))
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Wait until ``predicate()`` holds, checking after each turn of the event loop (and
+    now and then after a millisecond, for what comes over the network); fail after
+    :data:`STEP`."""
+
+    async def poll() -> None:
+        turns = 0
+        while not predicate():
+            turns += 1
+            await asyncio.sleep(MS if turns % 16 == 0 else 0)
+
+    await asyncio.wait_for(poll(), STEP)
+
+
+async def wait(event: asyncio.Event) -> None:
+    """Wait for ``event``, at most :data:`STEP`."""
+    await asyncio.wait_for(event.wait(), STEP)
+
+
+def request(method: str, params: Any = None, id: Any = 1) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    message["id"] = id
+    return message
+
+
+def notification(method: str, params: Any = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def by_id(answers: Iterable[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """A batch's answers by id (their order is free)."""
+    return {answer["id"]: answer for answer in answers}
+
+
+async def http_get(
+    port: int, path: str, method: str = "GET", headers: Iterable[tuple[str, str]] = ()
+) -> tuple[int, dict[str, str], bytes]:
+    """Send one HTTP request; return the status, the headers (lower-case names), the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = await asyncio.wait_for(reader.read(), STEP)  # the server closes after it
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in fields.items()}, body
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].strip("/"))
