@@ -47,6 +47,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/protocol.py
 	$(BIN)/python benchmarks/echo.py
+	$(BIN)/python benchmarks/rpc.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/socketeer/protocol/*.so

@@ -213,10 +213,15 @@ class ServerProcess:
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
+        """The server's command line (``benchmarks/rpc.py`` runs servers of its own)."""
         command = [sys.executable, str(SERVERS), self.library, "--loop", self.loop]
         if self.profile is not None:
             command += ["--profile", self.profile]
+        return command
+
+    def start(self) -> None:
+        command = self.command()
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.process.stdout is not None
         with selectors.DefaultSelector() as selector:

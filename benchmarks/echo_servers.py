@@ -42,6 +42,8 @@ __all__ = [
     "new_event_loop",
     "profile_refused",
     "run",
+    "serve_socketeer",
+    "stdin_closed",
 ]
 
 SYNC_SERVERS = ["socketeer-sync", "websockets-sync"]
@@ -344,7 +346,9 @@ SERVERS: dict[str, Callable[[], Awaitable[tuple[int, Stop]]]] = {
 }
 
 
-async def _stdin_closed() -> None:
+async def stdin_closed() -> None:
+    """Return once standard input closes (the parent's signal to stop), or after
+    :data:`MAX_LIFETIME` seconds."""
     loop = asyncio.get_running_loop()
     closed = loop.create_future()
 
@@ -374,7 +378,7 @@ async def main_async(library: str, profile: str | None) -> None:
         profiler = cProfile.Profile()  # from now on: not the imports and the startup
         profiler.enable()
     print(f"port {port}", flush=True)
-    await _stdin_closed()
+    await stdin_closed()
     if profiler is not None and profile is not None:
         profiler.disable()
         profiler.dump_stats(profile)
