@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import socketeer
+import socketeer.rpc
 from socketeer.__main__ import main as socketeer_main
 from socketeer.demo import MAX_SIZE, demo_server, run
 from socketeer.demo.counter import parse_action
@@ -163,6 +164,72 @@ def test_cross_origin_websocket_is_refused() -> None:
     asyncio.run(scenario())
 
 
+# The RPC demos
+
+
+def test_rpc_counter_counts_per_tab_and_pushes_the_total() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            uri = f"ws://127.0.0.1:{port}/rpc"
+            alice_totals: asyncio.Queue[list[int]] = asyncio.Queue()
+            bob_totals: asyncio.Queue[list[int]] = asyncio.Queue()
+
+            async def total(totals: asyncio.Queue[list[int]]) -> list[int]:
+                return await asyncio.wait_for(totals.get(), TIMEOUT)
+
+            async with socketeer.rpc.connect(uri) as alice:
+                alice.on("total", lambda *params: alice_totals.put_nowait([*params]))
+                assert await alice.call("counter.join") == 0
+                assert await total(alice_totals) == [0, 1]  # the total, the number of tabs
+                async with socketeer.rpc.connect(uri) as bob:
+                    bob.on("total", lambda *params: bob_totals.put_nowait([*params]))
+                    assert await bob.proxy.counter.join() == 0
+                    assert await total(alice_totals) == [0, 2]
+                    assert await total(bob_totals) == [0, 2]
+
+                    assert await alice.proxy.counter.increment() == 1
+                    assert await alice.proxy.counter.increment() == 2
+                    assert await bob.proxy.counter.decrement() == -1  # a counter of its own
+                    for totals in (alice_totals, bob_totals):
+                        assert [await total(totals) for _ in range(3)] == [
+                            [1, 2],
+                            [2, 2],
+                            [1, 2],
+                        ]
+                # Bob's tab closed: its count leaves the total.
+                assert await total(alice_totals) == [2, 1]
+
+    asyncio.run(scenario())
+
+
+def test_server_calls_the_page_back() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            async with socketeer.rpc.connect(f"ws://127.0.0.1:{port}/rpc") as page:
+                flashed: list[str] = []
+                page.register("ui.ask", lambda question: f"Ann, asked {question!r}")
+                page.register("ui.flash", flashed.append)
+                name = await page.call("greet")
+                assert name == 'Ann, asked "What\'s your name?"'
+                assert flashed == [f"Hello, {name}! (said the server)"]
+
+    asyncio.run(scenario())
+
+
+def test_rpc_endpoint_refuses_clients_without_the_subprotocol() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            with pytest.raises(socketeer.InvalidStatus) as raised:
+                await socketeer.connect(f"ws://127.0.0.1:{port}/rpc")
+            assert raised.value.response.status_code == 400
+            origin = Origin("http://evil.test")
+            with pytest.raises(socketeer.InvalidStatus) as raised:
+                await socketeer.rpc.connect(f"ws://127.0.0.1:{port}/rpc", origin=origin)
+            assert raised.value.response.status_code == 403
+
+    asyncio.run(scenario())
+
+
 # Plain HTTP
 
 
@@ -183,6 +250,28 @@ def test_page_is_served_at_root() -> None:
 
             status, _, _ = await http_get(port, "/?from=bookmark")
             assert status == 200
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "path, content_type, snippet",
+    [
+        ("/", "text/html", b'href="/rpc-counter"'),
+        ("/", "text/html", b'href="/server-calls"'),
+        ("/rpc-counter", "text/html", b'import { RPC } from "/socketeer.js"'),
+        ("/server-calls", "text/html", b'rpc.register("ui.ask"'),
+        ("/demo.css", "text/css", b"--accent"),
+        ("/socketeer.js", "text/javascript", b"export class RPC "),
+    ],
+)
+def test_rpc_pages_are_served(path: str, content_type: str, snippet: bytes) -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            status, headers, body = await http_get(port, path)
+            assert status == 200
+            assert headers["content-type"] == f"{content_type}; charset=utf-8"
+            assert snippet in body
 
     asyncio.run(scenario())
 

@@ -1,8 +1,10 @@
 """The demos: web pages and their WebSocket handlers, served by one socketeer server.
 
-Run them with ``python -m socketeer demo`` (or ``make demo``) and open the URL it prints.
-To add a demo, write its handler in a module of this package and its page in ``static/``,
-then add both to :func:`routes`.
+Run them with ``python -m socketeer demo`` (or ``make demo``) and open the URL it prints:
+the counter over plain WebSocket (``/``, which links the others), the same with RPC
+(``/rpc-counter``), and the server calling the page (``/server-calls``). To add a demo,
+write its handler in a module of this package (or its methods in :mod:`.rpc`) and its page
+in ``static/``, then add both to :func:`routes`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from ..asyncio.server import serve
 from .app import App, Page, Route, static
 from .counter import Counter
+from .rpc import rpc_app
 
 __all__ = [
     "DESCRIPTION",
@@ -36,12 +39,18 @@ MAX_SIZE = 1024
 
 
 def routes() -> dict[str, Route]:
-    """A new route table: URL path → page or WebSocket handler, with fresh demo state."""
+    """A new route table: URL path → page, WebSocket handler or app, with fresh demo state."""
     counter = Counter()
+    rpc = rpc_app()
     return {
         "/": static("counter.html"),
         "/counter.js": static("counter.js"),
+        "/rpc-counter": static("rpc-counter.html"),
+        "/server-calls": static("server-calls.html"),
+        "/demo.css": static("demo.css"),
         "/ws/counter": counter.handler,
+        "/rpc": rpc,
+        "/socketeer.js": rpc,  # the RPC app serves its browser client
         "/healthz": Page(b"ok\n"),
     }
 
@@ -56,6 +65,7 @@ def demo_server(host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> ser
     """
     app = App(routes())
     kwargs.setdefault("max_size", MAX_SIZE)
+    kwargs.setdefault("subprotocols", app.subprotocols)  # the RPC app's
     return serve(app.handler, host, port, process_request=app.process_request, **kwargs)
 
 

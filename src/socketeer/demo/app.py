@@ -1,8 +1,10 @@
-"""A tiny web app for the demos: a route table from URL paths to pages and WebSocket handlers.
+"""A tiny web app for the demos: a route table from URL paths to pages, WebSocket handlers
+and apps (such as an RPC app).
 
-One server answers both: ``process_request`` serves the pages as plain HTTP and lets the
-requests for WebSocket paths go on to the handshake, then ``handler`` runs the handler of the
-path the connection was opened on.
+One server answers all of them: ``process_request`` serves the pages as plain HTTP, lets an
+app answer the requests for its paths, and lets the requests for WebSocket paths go on to
+the handshake; then ``handler`` runs the handler (or app) of the path the connection was
+opened on. ``subprotocols`` are those of the apps, for the server to select.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from __future__ import annotations
 import dataclasses
 import http
 import importlib.resources
+import inspect
 import logging
 import urllib.parse
 from collections.abc import Mapping
 from typing import TypeAlias
 
-from ..asyncio.server import HandlerFunction, ServerConnection
+from ..asyncio.server import HandlerFunction, ServerApp, ServerConnection, is_server_app
 from ..protocol.http11 import Request, Response
+from ..typedefs import Subprotocol
 
 __all__ = ["Page", "Route", "App", "static", "logger"]
 
@@ -39,8 +43,10 @@ class Page:
     content_type: str = "text/plain; charset=utf-8"
 
 
-Route: TypeAlias = Page | HandlerFunction
-"""What a path leads to: a :class:`Page`, or the WebSocket handler of connections opened there."""
+Route: TypeAlias = Page | HandlerFunction | ServerApp
+"""What a path leads to: a :class:`Page`, the WebSocket handler of connections opened there,
+or an app (such as :class:`socketeer.rpc.RPC`), which answers the plain HTTP requests for
+the path first (an RPC app serves ``/socketeer.js``: route that path to it too)."""
 
 
 def static(filename: str) -> Page:
@@ -56,22 +62,39 @@ def static(filename: str) -> Page:
 
 
 class App:
-    """The routes of one server, as its ``process_request`` and ``handler``.
+    """The routes of one server, as its ``process_request``, ``handler`` and
+    ``subprotocols``.
 
     Args:
-        routes: URL path (without query) → :class:`Page` or WebSocket handler.
+        routes: URL path (without query) → :class:`Page`, WebSocket handler, or app.
     """
 
     def __init__(self, routes: Mapping[str, Route]) -> None:
         self.routes = dict(routes)
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Serve a page, refuse the request, or go on with the WebSocket handshake."""
+    @property
+    def subprotocols(self) -> list[Subprotocol]:
+        """The subprotocols of the apps among the routes, in order."""
+        subprotocols: list[Subprotocol] = []
+        for route in self.routes.values():
+            if is_server_app(route):
+                subprotocols += [p for p in route.subprotocols if p not in subprotocols]
+        return subprotocols
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Serve a page, refuse the request, let an app answer, or go on with the WebSocket
+        handshake."""
         route = self.routes.get(_path(request))
         if route is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         if not isinstance(route, Page):
-            return self._check_origin(connection, request)
+            refused = self._check_origin(connection, request)
+            if refused is not None or not is_server_app(route):
+                return refused
+            response = route.process_request(connection, request)
+            return await response if inspect.isawaitable(response) else response
         if request.method != "GET":
             return connection.respond(
                 http.HTTPStatus.METHOD_NOT_ALLOWED,
@@ -86,7 +109,7 @@ class App:
         )
 
     async def handler(self, connection: ServerConnection) -> None:
-        """Run the handler of the path the connection was opened on."""
+        """Run the handler (or app) of the path the connection was opened on."""
         assert connection.request is not None  # the connection is open
         route = self.routes[_path(connection.request)]  # process_request let only these in
         assert not isinstance(route, Page)

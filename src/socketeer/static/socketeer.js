@@ -4,7 +4,7 @@
 // so a page needs nothing else:
 //
 //     <script type="module">
-//       import { RPC } from "/static/socketeer.js";
+//       import { RPC } from "/socketeer.js";
 //       const rpc = new RPC("/rpc");          // relative: ws:// or wss:// like the page
 //       rpc.connect();
 //       console.log(await rpc.proxy.counter.increment(1));
