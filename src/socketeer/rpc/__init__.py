@@ -18,12 +18,14 @@ Modules: :mod:`~socketeer.rpc.messages`, the codec (pure, without sockets or asy
 :mod:`~socketeer.rpc.routes`, the table of methods and its exposure rules;
 :mod:`~socketeer.rpc.peer`, one end of a connection, calling and answering;
 :mod:`~socketeer.rpc.server`, the application and the router; :mod:`~socketeer.rpc.client`,
-the asyncio client.
+the asyncio client; :mod:`~socketeer.rpc.sync`, the blocking client
+(``with socketeer.rpc.sync.connect(url) as peer: peer.call("add", 1, 2)``).
 """
 
 from __future__ import annotations
 
 from ..exceptions import CallTimeout, ConnectionLost, RemoteError, RPCError
+from . import sync as sync  # the module: socketeer.rpc.sync.connect
 from .client import RPCConnectOptions, connect
 from .messages import (
     APPLICATION_ERROR,
