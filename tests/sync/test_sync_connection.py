@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -245,3 +246,272 @@ def test_close_timeout_against_silent_peer() -> None:
         ws.close()
         assert time.monotonic() - started < 1
         assert ws.state is State.CLOSED and ws.close_code == CloseCode.ABNORMAL_CLOSURE
+
+
+# Who reads: recv() in the calling thread when nobody else does; the reading thread otherwise.
+
+
+def record_readers(ws: Any) -> list[threading.Thread]:
+    """The threads that feed bytes to the protocol of ``ws``, in order."""
+    readers: list[threading.Thread] = []
+    receive_data = ws.protocol.receive_data
+
+    def recording(data: Any) -> None:
+        readers.append(threading.current_thread())
+        receive_data(data)
+
+    ws.protocol.receive_data = recording
+    return readers
+
+
+def test_recv_reads_in_the_calling_thread() -> None:
+    with run_server(echo) as server, connect(uri(server), ping_interval=None) as ws:
+        readers = record_readers(ws)
+        for i in range(10):
+            ws.send(str(i))
+            assert ws.recv(timeout=1) == str(i)
+        # All of them, unless the machine stalled for longer than the grace period.
+        assert threading.current_thread() in readers
+
+
+def test_recv_timeout_zero_reads_what_came() -> None:
+    with run_server(echo) as server, connect(uri(server)) as ws:
+        ws.send("there")
+        for _ in range(1000):  # until the echo came (read by the reading thread or not)
+            with contextlib.suppress(TimeoutError):
+                assert ws.recv(timeout=0) == "there"
+                break
+            time.sleep(MS)
+        else:
+            pytest.fail("no echo")
+
+
+def test_reading_thread_reads_while_no_recv() -> None:
+    pinged: list[bool] = []
+
+    def handler(ws: ServerConnection) -> None:
+        for i in range(3):
+            ws.send(str(i))
+        # The client does not call recv(): its reading thread answers this ping.
+        pinged.append(ws.ping().wait(1000 * MS))
+        ws.recv(timeout=1)
+
+    with run_server(handler) as server, connect(uri(server)) as ws:
+        readers = record_readers(ws)
+        for _ in range(2000):
+            if pinged:
+                break
+            time.sleep(MS)
+        assert pinged == [True]
+        assert threading.current_thread() not in readers
+        assert [ws.recv(timeout=1) for _ in range(3)] == ["0", "1", "2"]
+        ws.send("done")
+
+
+def wait_for_reading_thread(ws: Any) -> None:
+    """Make the reading thread take the read token now, and wait until it has it."""
+    ws.recv_messages.wake_reader()
+    for _ in range(1000):
+        if ws.recv_messages.reading:
+            return
+        time.sleep(MS)
+    pytest.fail("the reading thread did not take the token")
+
+
+def test_recv_while_the_reading_thread_reads() -> None:
+    release = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        release.wait(1000 * MS)
+        for i in range(3):
+            ws.send(str(i))
+        for message in ws:
+            ws.send(message)
+
+    with run_server(handler) as server, connect(uri(server), ping_interval=None) as ws:
+        readers = record_readers(ws)
+        wait_for_reading_thread(ws)
+        timer = threading.Timer(20 * MS, release.set)
+        timer.start()
+        try:
+            # Nothing queued, the reading thread holds the token: recv() waits for what it
+            # reads, then takes the token back.
+            assert ws.recv(timeout=1) == "0"
+            assert [ws.recv(timeout=1) for _ in range(2)] == ["1", "2"]
+            for i in range(5):
+                ws.send(str(i))
+                assert ws.recv(timeout=1) == str(i)
+        finally:
+            timer.join()
+        assert readers[0] is ws.recv_events_thread
+        assert threading.current_thread() in readers
+
+
+def test_recv_frame_while_the_reading_thread_reads() -> None:
+    def handler(ws: ServerConnection) -> None:
+        ws.recv(timeout=1)
+        ws.send(["a", "b"])
+        ws.recv(timeout=1)
+
+    with run_server(handler) as server, connect(uri(server), ping_interval=None) as ws:
+        wait_for_reading_thread(ws)
+        ws.send("go")
+        assert ws.recv_frame(timeout=1) == Frame(OP_TEXT, b"a", fin=False)
+        assert ws.recv_frame(timeout=1) == Frame(OP_CONT, b"b", fin=False)
+        assert ws.recv_frame(timeout=1) == Frame(OP_CONT, b"", fin=True)
+        ws.send("done")
+
+
+def test_ping_from_the_application_while_no_recv() -> None:
+    with run_server(echo) as server, connect(uri(server), ping_interval=None) as ws:
+        ws.send("x")
+        assert ws.recv(timeout=1) == "x"
+        # recv() read last; now the reading thread reads the pong without waiting.
+        assert ws.ping().wait(1000 * MS)
+
+
+def test_peer_closes_while_no_recv() -> None:
+    with run_server(lambda ws: ws.close(4002)) as server:
+        ws = connect(uri(server))
+        assert ws.wait_closed(1)
+        assert ws.close_code == 4002
+        ws.close()
+
+
+def test_keepalive_fails_while_recv_blocks() -> None:
+    with silent_server() as port:
+        ws = connect(
+            f"ws://127.0.0.1:{port}/",
+            compression=None,
+            ping_interval=20 * MS,
+            ping_timeout=20 * MS,
+            close_timeout=1,
+        )
+        safety = threading.Timer(2000 * MS, ws._abort)  # ends the test if this fails
+        safety.start()
+        try:
+            # recv() reads, blocking in the socket without a timeout: the reading thread
+            # keeps the deadlines meanwhile, and ends the read.
+            with pytest.raises(ConnectionClosedError):
+                ws.recv()
+        finally:
+            safety.cancel()
+            safety.join()
+        assert ws.protocol.close_sent is not None
+        assert ws.protocol.close_sent.code == CloseCode.INTERNAL_ERROR
+        assert ws.wait_closed(1)
+        ws.close()
+
+
+def receive_in_thread(ws: Any) -> tuple[threading.Thread, list[Exception]]:
+    """Call ``ws.recv()`` without a timeout in a new thread; what it raises goes in a list."""
+    errors: list[Exception] = []
+
+    def receive() -> None:
+        try:
+            ws.recv()
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    for _ in range(1000):  # until it reads
+        if ws.recv_messages.reading:
+            break
+        time.sleep(MS)
+    return thread, errors
+
+
+def test_close_timeout_while_recv_blocks() -> None:
+    with silent_server() as port:
+        ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=None, close_timeout=50 * MS)
+        thread, errors = receive_in_thread(ws)
+        try:
+            ws.close()
+        finally:
+            thread.join(1000 * MS)
+        assert ws.state is State.CLOSED and ws.close_code == CloseCode.ABNORMAL_CLOSURE
+        assert len(errors) == 1 and isinstance(errors[0], ConnectionClosedError)
+
+
+def test_close_from_another_thread_while_recv_blocks() -> None:
+    with run_server(echo) as server:
+        ws = connect(uri(server))
+        thread, errors = receive_in_thread(ws)
+        try:
+            ws.close()
+        finally:
+            thread.join(1000 * MS)
+        assert ws.close_code == CloseCode.NORMAL_CLOSURE
+        assert len(errors) == 1 and isinstance(errors[0], ConnectionClosedOK)
+
+
+def test_unexpected_error_while_reading(caplog: pytest.LogCaptureFixture) -> None:
+    with run_server(echo) as server, connect(uri(server)) as ws:
+
+        def broken(data: Any) -> None:
+            raise RuntimeError("bug")
+
+        ws.protocol.receive_data = broken  # type: ignore[method-assign]
+        ws.send("x")
+        with caplog.at_level(logging.ERROR, "socketeer.client"):
+            with pytest.raises(ConnectionClosedError):
+                ws.recv(timeout=1)
+        # "while reading" in recv(), unless the machine stalled and the reading thread read.
+        assert "unexpected error" in caplog.text
+        assert ws.wait_closed(1)
+
+
+def test_send_after_close() -> None:
+    with run_server(echo) as server, connect(uri(server)) as ws:
+        ws.close()
+        with pytest.raises(ConnectionClosedOK):
+            ws.send("late")
+        with pytest.raises(ConnectionClosedOK):
+            ws.send(b"late")
+
+
+def test_send_when_writing_fails() -> None:
+    with run_server(echo) as server, connect(uri(server)) as ws:
+        ws.socket.shutdown(socket.SHUT_WR)  # the next write fails with EPIPE
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.send("lost")
+        assert isinstance(info.value.__cause__, OSError)
+        assert ws.wait_closed(1)
+
+
+def test_peer_closes_in_the_opening_handshake_read() -> None:
+    """The response and a close frame come in one read: reading starts closing."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            protocol = ServerProtocol()
+            protocol.receive_data(peer.recv(65536))
+            (request,) = protocol.events_received()
+            assert isinstance(request, Request)
+            protocol.send_response(protocol.accept(request))
+            protocol.send_close(4003, "at once")
+            peer.sendall(b"".join(protocol.data_to_send()))
+            while data := peer.recv(65536):  # the client's close frame
+                protocol.receive_data(data)
+                for output in protocol.data_to_send():
+                    if output:
+                        peer.sendall(output)
+                    else:
+                        peer.shutdown(socket.SHUT_WR)  # then the client's EOF
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        ws = connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", compression=None)
+        assert ws.state is not State.OPEN
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=1)
+        assert ws.wait_closed(1)
+        assert ws.close_code == 4003
+        ws.close()
+    finally:
+        thread.join(1000 * MS)
+        listener.close()

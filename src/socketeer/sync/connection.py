@@ -5,23 +5,37 @@ Theory of operation
 
 :class:`Connection` owns a connected socket and, once the opening handshake is done (in the
 thread that connects or accepts, with socket timeouts), one reading thread
-(:attr:`~Connection.recv_events_thread`). That thread reads from the socket, feeds the bytes
-to the sans-I/O :class:`~socketeer.protocol.Protocol` and then, in websockets' order, takes
-the events, writes what the protocol wants written, arms the close deadline if the peer is
-now expected to close the TCP connection, and dispatches the events (data frames to the
-:class:`~socketeer.sync.messages.Assembler`, pongs to the ping waiters).
+(:attr:`~Connection.recv_events_thread`). One thread at a time reads from the socket: the
+one that holds the *read token* of the :class:`~socketeer.sync.messages.Assembler`. It
+feeds the bytes to the sans-I/O :class:`~socketeer.protocol.Protocol` and then, in
+websockets' order, takes the events, writes what the protocol wants written, arms the close
+deadline if the peer is now expected to close the TCP connection, and dispatches the events
+(data frames to the assembler, pongs to the ping waiters).
+
+Who reads: a ``recv()`` that finds no message waiting, while the token is free, takes it
+and reads itself (:meth:`~Connection._read_for_recv`), as websocket-client does: a message
+goes from the socket to the caller in one thread, without a hand-over between threads (two
+context switches and a few lock operations, which cost more than the rest of the work for
+small messages). The reading thread reads whenever no ``recv()`` does: it takes the token
+once it has been free for ``_READ_GRACE`` seconds (so that it sleeps while the application
+calls ``recv()`` again and again), and at once when the connection is closing, when a ping
+awaits its pong, or when the stream ended; it gives the token back as soon as a ``recv()``
+waits for it. So the peer's pings are answered, its close frame read and the queue filled
+(up to ``max_queue``) whether or not the application calls ``recv()``, at most
+``_READ_GRACE`` seconds late.
 
 The application's threads call ``send``, ``ping`` and ``close``, which go to the protocol
 too. :attr:`~Connection.protocol_mutex` guards the protocol and the socket's writes, so that
 frames reach the socket in the order the protocol serialized them; a second lock,
 ``send_lock``, keeps a fragmented message whole against other ``send`` calls (control
-frames may still interleave, as RFC 6455 allows). The reading thread never holds the mutex
-while it waits for the socket. No rule of RFC 6455 is decided here.
+frames may still interleave, as RFC 6455 allows). No thread holds the mutex while it waits
+to read from the socket. No rule of RFC 6455 is decided here.
 
 Backpressure: when ``max_queue`` whole messages wait unread, the reading thread stops reading
-(it waits in :meth:`~socketeer.sync.messages.Assembler.wait_resumed`) and the protocol
-keeps the rest of a read unparsed (its ``max_pending``); once a close frame was sent, reading
-never pauses (the peer's close frame must come through).
+(it waits in :meth:`~socketeer.sync.messages.Assembler.wait_resumed`; a ``recv()`` reads
+only when nothing is queued) and the protocol keeps the rest of a read unparsed (its
+``max_pending``); once a close frame was sent, reading never pauses (the peer's close frame
+must come through).
 
 Writing without waiting, for :func:`broadcast`: a broadcast never waits for a peer. It
 skips a connection whose mutex is held by a thread writing to the socket (which may wait
@@ -32,16 +46,22 @@ connection starts the first time it needs one, which writes without holding the 
 which ends with the connection (the reading thread shuts the socket down under it, and waits
 for it, before closing the socket). While the backlog is not empty, every write joins it, so
 that bytes reach the socket in the order the protocol made them; while it holds more than
-``write_limit`` bytes, ``send`` waits, the reading thread stops reading (the peer's pings
-would pile up pongs) and :func:`broadcast` skips the connection.
+``write_limit`` bytes, ``send`` waits, reading stops (the peer's pings would pile up
+pongs) and :func:`broadcast` skips the connection.
 
-Deadlines, kept by the reading thread with :func:`time.monotonic` and a bounded wait on the
-socket (``poll``) rather than socket timeouts, which would also apply to other threads'
-writes: keepalive pings every ``ping_interval`` (failing with 1011 when a pong does not come
-within ``ping_timeout``), and ``close_timeout`` for the peer to finish the closing handshake,
-after which the socket is shut down. A thread that starts the closing handshake itself
-(:meth:`~Connection.close`) waits at most ``close_timeout`` for the reading thread to end,
-then shuts the socket down. Only the reading thread closes the socket.
+Deadlines, kept by the reading thread with :func:`time.monotonic`, rather than with socket
+timeouts, which would also apply to other threads' writes: keepalive pings every
+``ping_interval`` (failing with 1011 when a pong does not come within ``ping_timeout``), and
+``close_timeout`` for the peer to finish the closing handshake, after which the socket is
+shut down. While the reading thread reads, it waits on the socket (``poll``) no longer than
+the next deadline; while a ``recv()`` reads (blocking in the socket, or polling up to its
+own timeout), the reading thread waits for the token no longer than the next deadline, and
+keeps it: a keepalive ping is written from there, and a deadline that ends the connection
+shuts the socket down, which ends the ``recv()``'s read. A thread that starts the closing
+handshake itself (:meth:`~Connection.close`) waits at most ``close_timeout`` for the
+reading thread to end, then shuts the socket down. Whoever reads the end of the stream
+gives the token to the reading thread, which ends the connection: only the reading thread
+closes the socket.
 """
 
 from __future__ import annotations
@@ -53,7 +73,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -78,6 +98,12 @@ READ_BUFFER_SIZE = 65_536
 
 _NOWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where it does not exist (Windows)
 _MUTEX_POLL = 0.001  # how often broadcast() checks whether a busy connection is writing
+_READ_GRACE = 0.05
+"""Seconds the reading thread leaves the socket to the ``recv()`` calls that read from it
+before it reads itself (see the theory of operation). While ``recv()`` comes back sooner,
+the reading thread wakes up about once per grace period to look; when messages come further
+apart, once or twice per message. The shorter, the sooner the peer's pings are answered
+while the application does something else than ``recv()``."""
 
 
 class PongWaiter:
@@ -151,6 +177,8 @@ class Connection(ConnectionBase):
         self._write_exc: OSError | None = None
         self._socket_closed = False
         self._started = False
+        self._poller = _Poller(sock)  # waits for the socket up to a deadline
+        self._reading_ended = False  # the socket has nothing more to read
         # Writing without waiting (see the theory of operation); the mutex guards these.
         self._backlog: deque[bytes] = deque()  # b"" is the end of the stream, as in the protocol
         self._backlog_size = 0  # bytes not written yet: the backlog and what the writer holds
@@ -185,8 +213,12 @@ class Connection(ConnectionBase):
     def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
         """Receive the next message: :class:`str` for text, :class:`bytes` for binary.
 
+        When no message is waiting, the calling thread reads from the socket itself, unless
+        another thread is reading (see the module's theory of operation).
+
         Args:
-            timeout: seconds to wait; ``None`` waits forever, ``0`` does not wait.
+            timeout: seconds to wait; ``None`` waits forever, ``0`` does not wait (but takes
+                what the socket already holds).
             decode: ``False`` returns text messages as bytes (no decoding); ``True`` decodes
                 binary messages as UTF-8 too.
 
@@ -248,11 +280,9 @@ class Connection(ConnectionBase):
         """
         with self.send_lock:
             if isinstance(message, str):
-                with self._send_context():
-                    self.protocol.send_text(message, compress=compress)
+                self._send_message(self.protocol.send_text, message, compress)
             elif isinstance(message, (bytes, bytearray, memoryview)):
-                with self._send_context():
-                    self.protocol.send_binary(message, compress=compress)
+                self._send_message(self.protocol.send_binary, message, compress)
             elif isinstance(message, Mapping):
                 raise TypeError("a mapping is not a message; serialize it first")
             elif isinstance(message, Iterable):
@@ -306,6 +336,7 @@ class Connection(ConnectionBase):
                 raise ConcurrencyError("already waiting for a pong with the same data")
             self.protocol.send_ping(payload)
             self._pings.sent(payload, time.monotonic(), waiter)
+        self.recv_messages.wake_reader()  # read the pong at once, even if no recv() does
         return waiter
 
     def pong(self, data: Data = b"") -> None:
@@ -340,14 +371,37 @@ class Connection(ConnectionBase):
             except InvalidState:
                 self._raise_if_closed()
                 raise
-            self._write_pending()
-            if self._backlog_size > self.options.write_limit:
-                self._backlog_changed.wait_for(self._drained)
-            exc = self._write_exc
+            exc = self._write_sent()
         if exc is not None:
-            # The socket is shut down: the reading thread ends and closes the connection.
-            self._join_reader(self.options.close_timeout)
-            raise self._closed_exc() from exc
+            self._write_failed(exc)
+
+    def _send_message(
+        self, send: Callable[[Any, bool, bool], None], message: Any, compress: bool
+    ) -> None:
+        """``send(message, fin, compress)`` in :meth:`_send_context`, spelled out: the hot
+        path of :meth:`send`, without a generator."""
+        with self.protocol_mutex:
+            try:
+                send(message, True, compress)
+            except InvalidState:
+                self._raise_if_closed()
+                raise
+            exc = self._write_sent()
+        if exc is not None:
+            self._write_failed(exc)
+
+    def _write_sent(self) -> OSError | None:
+        """With the mutex, after a send: write, and wait while the backlog is over
+        ``write_limit``; return the error of writing to the socket, if any."""
+        self._write_pending()
+        if self._backlog_size > self.options.write_limit:
+            self._backlog_changed.wait_for(self._drained)
+        return self._write_exc
+
+    def _write_failed(self, exc: OSError) -> None:
+        # The socket is shut down: the reading thread ends and closes the connection.
+        self._join_reader(self.options.close_timeout)
+        raise self._closed_exc() from exc
 
     # Closing
 
@@ -430,47 +484,91 @@ class Connection(ConnectionBase):
         self.socket.settimeout(None)
         if self.protocol.state is OPEN:
             self._keepalive_at = self._keepalive_policy.start(time.monotonic())
+        else:
+            self.recv_messages.hurry()
         self._started = True
+        self.recv_messages.read = self._read_for_recv
         self.recv_events_thread.start()
 
-    # The reading thread
+    # Reading, in the reading thread or in the thread of a recv()
 
     def _recv_events(self) -> None:
-        protocol = self.protocol
+        """The reading thread: read while no recv() does; keep the deadlines meanwhile."""
+        messages = self.recv_messages
         try:
-            with contextlib.ExitStack() as stack:
-                poller = _Poller(self.socket)
-                stack.callback(poller.close)
-                while True:
-                    timeout = self._timeout()
-                    if self.recv_messages.paused:
-                        self.recv_messages.wait_resumed(timeout)
-                    elif self._backlog_size > self.options.write_limit:
-                        # Bytes to write pile up (pongs, for one): read no more until they go.
-                        with self._backlog_changed:
-                            self._backlog_changed.wait_for(self._drained, timeout)
-                    elif protocol.unparsed:
-                        with self.protocol_mutex:
-                            protocol.receive_data(b"")
-                            self._process()
-                        continue
-                    elif poller.readable(timeout):
-                        try:
-                            data = self.socket.recv(READ_BUFFER_SIZE)
-                        except OSError as exc:
-                            if self.debug:
-                                self.logger.debug("! error while reading: %s", exc)
-                            break
-                        if not data:
-                            break
-                        with self.protocol_mutex:
-                            protocol.receive_data(data)
-                            self._process()
+            while True:
+                if messages.take_token(_READ_GRACE, self._timeout()):
+                    if not self._read_until_wanted():
+                        break  # the end of the stream: the token stays here
+                else:
                     self._check_deadlines()
         except Exception:  # the one catch-all of this driver: a bug, not the peer
             self.logger.error("unexpected error in reading thread", exc_info=True)
+            self._abort()  # a recv() may be reading: let it see the end
         finally:
             self._end()
+
+    def _read_until_wanted(self) -> bool:
+        """With the token: read until a recv() asks for it (``True``) or the stream ends."""
+        messages = self.recv_messages
+        while not self._reading_ended:
+            if not self._read_events(self._timeout()):
+                return False
+            self._check_deadlines()
+            if messages.token_wanted:
+                messages.give_token()
+                return True
+        return False
+
+    def _read_for_recv(self, timeout: float | None) -> None:
+        """The :attr:`~socketeer.sync.messages.Assembler.read` of ``recv()``, with the token.
+
+        The reading thread keeps the deadlines meanwhile (:meth:`_check_deadlines`); a
+        deadline that ends the connection shuts the socket down, which ends this read.
+        """
+        try:
+            self._read_events(timeout)
+        except Exception:  # a bug, not the peer: end the connection, as the reading thread
+            self.logger.error("unexpected error while reading", exc_info=True)
+            self._stop_reading()
+            self._abort()
+
+    def _read_events(self, timeout: float | None) -> bool:
+        """With the token: read once and process what came, waiting at most ``timeout``
+        seconds (``None``: as long as it takes), or wait while reading must pause.
+
+        Returns ``False`` once the stream ended (the reading thread then ends the connection).
+        """
+        protocol = self.protocol
+        if self.recv_messages.paused:
+            self.recv_messages.wait_resumed(timeout)
+        elif self._backlog_size > self.options.write_limit:
+            # Bytes to write pile up (pongs, for one): read no more until they go.
+            with self._backlog_changed:
+                self._backlog_changed.wait_for(self._drained, timeout)
+        elif protocol.unparsed:
+            with self.protocol_mutex:
+                protocol.receive_data(b"")
+                self._process()
+        elif timeout is None or self._poller.readable(timeout):
+            try:
+                data = self.socket.recv(READ_BUFFER_SIZE)
+            except OSError as exc:
+                if self.debug:
+                    self.logger.debug("! error while reading: %s", exc)
+                data = b""
+            if not data:
+                self._stop_reading()
+                return False
+            with self.protocol_mutex:
+                protocol.receive_data(data)
+                self._process()
+        return True
+
+    def _stop_reading(self) -> None:
+        """The stream ended: only the reading thread reads on (it ends the connection)."""
+        self._reading_ended = True
+        self.recv_messages.stop_reads()
 
     def _end(self) -> None:
         with self.protocol_mutex:
@@ -483,6 +581,7 @@ class Connection(ConnectionBase):
                 # close the socket under it.
                 self._abort()
                 self._backlog_changed.wait_for(lambda: not self._flushing)
+            self._poller.close()
             self._close_socket()
             self._backlog.clear()
             self._backlog_size = 0
@@ -501,10 +600,12 @@ class Connection(ConnectionBase):
 
     def _timeout(self) -> float | None:
         """Seconds until the next deadline of the reading thread, or ``None``."""
-        deadlines = [d for d in (self._keepalive_at, self._close_deadline) if d is not None]
-        if not deadlines:
+        deadline, close_deadline = self._keepalive_at, self._close_deadline
+        if close_deadline is not None and (deadline is None or close_deadline < deadline):
+            deadline = close_deadline
+        if deadline is None:
             return None
-        return max(0.0, min(deadlines) - time.monotonic())
+        return max(0.0, deadline - time.monotonic())
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
@@ -536,6 +637,7 @@ class Connection(ConnectionBase):
             protocol.send_ping(data)
             self._pings.sent(data, now, PongWaiter())
             self._write_pending()
+            self.recv_messages.wake_reader()  # read the pong at once, even if no recv() does
 
     # Moving bytes and events; the mutex is held
 
@@ -553,6 +655,8 @@ class Connection(ConnectionBase):
             self._dispatch(events)
         if not opened:
             self._closing_queue()
+            if not self.recv_messages.urgent:
+                self.recv_messages.hurry()  # read the peer's close frame without delay
 
     def _write_pending(self) -> None:
         for data in self.protocol.data_to_send():
@@ -563,7 +667,10 @@ class Connection(ConnectionBase):
                 continue
             self._writing = True
             try:
-                self._write(data)
+                if data:
+                    self.socket.sendall(data)  # _write(), inlined for the common case
+                else:
+                    self._write(data)
             except OSError as exc:
                 self._write_exc = exc
                 self._abort()
@@ -687,6 +794,8 @@ class Connection(ConnectionBase):
         if not self._socket_closed:
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(self.socket, socket.SHUT_RDWR)
+        if not self.recv_messages.urgent:
+            self.recv_messages.hurry()  # nobody may be reading: see the end without delay
 
     def _close_socket(self) -> None:
         if not self._socket_closed:
