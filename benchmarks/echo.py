@@ -621,7 +621,9 @@ def sync_notes(results: Results, loop: str) -> list[str]:
         "server, the threads alive during the run, which hold the connections throughout)",
         "threads section, threads per connection: socketeer sync and websockets sync start a "
         "reading thread for each connection, and their servers a handler thread too; "
-        "websocket-client starts none, reading in the thread that calls `recv`",
+        "websocket-client starts none, reading in the thread that calls `recv`, as "
+        "socketeer sync's `recv` also does while nobody else reads (its reading thread then "
+        "only keeps the deadlines)",
     ]
     if any(test.startswith("concurrent") for test in results.tests):
         notes.append(

@@ -31,9 +31,11 @@ and ``websocket-client`` (:func:`websocket.create_connection`), driven through t
 ``send``/``recv`` (``send_binary`` for websocket-client) from the main thread; for
 ``concurrent:SIZE:CLIENTS``, from CLIENTS threads, one per connection, started once per test.
 socketeer and websockets also start a reading thread per connection; websocket-client reads
-in the thread that calls ``recv``. The CPU time of a threaded process counts all its threads:
-the client's own (:data:`time.CLOCK_PROCESS_CPUTIME_ID`), and the threads alive in the
-server's (with ``--server-threads``), which hold the connections for the whole test.
+in the thread that calls ``recv``, and so does socketeer's ``recv`` while no other thread
+reads (its reading thread then keeps the deadlines). The CPU time of a threaded process
+counts all its threads: the client's own (:data:`time.CLOCK_PROCESS_CPUTIME_ID`), and the
+threads alive in the server's (with ``--server-threads``), which hold the connections for the
+whole test.
 """
 
 from __future__ import annotations
