@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -33,10 +32,7 @@ from socketeer.exceptions import (
 from socketeer.protocol.client import USER_AGENT
 from socketeer.protocol.http11 import Headers, Request, Response
 from socketeer.typedefs import Origin, Subprotocol
-
-# One millisecond, scaled for slow machines: SOCKETEER_TEST_TIMEOUT_FACTOR=10 on a slow CI.
-MS = 0.001 * float(os.environ.get("SOCKETEER_TEST_TIMEOUT_FACTOR", "1"))
-
+from timing import MS
 
 # Reconnection delays short enough for tests.
 BACKOFF = Backoff(initial=10 * MS, maximum=50 * MS)

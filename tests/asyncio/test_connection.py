@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -33,9 +32,7 @@ from socketeer.protocol.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 from socketeer.protocol.frames import OP_BINARY, OP_CLOSE, OP_CONT, OP_TEXT, Close, Frame
-
-# One millisecond, scaled for slow machines: SOCKETEER_TEST_TIMEOUT_FACTOR=10 on a slow CI.
-MS = 0.001 * float(os.environ.get("SOCKETEER_TEST_TIMEOUT_FACTOR", "1"))
+from timing import MS
 
 SIDES = [pytest.param(CLIENT, id="client"), pytest.param(SERVER, id="server")]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import socket
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -25,9 +24,7 @@ from socketeer.exceptions import ConnectionClosedError
 from socketeer.handler import ReconnectPolicy
 from socketeer.protocol.frames import Close, CloseCode
 from socketeer.typedefs import Data
-
-# One millisecond, scaled for slow machines: SOCKETEER_TEST_TIMEOUT_FACTOR=10 on a slow CI.
-MS = 0.001 * float(os.environ.get("SOCKETEER_TEST_TIMEOUT_FACTOR", "1"))
+from timing import MS
 
 # Reconnection delays short enough for tests.
 BACKOFF = Backoff(initial=10 * MS, maximum=50 * MS)

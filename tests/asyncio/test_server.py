@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Awaitable, Sequence
@@ -27,9 +26,7 @@ from socketeer.protocol.http11 import Request, Response
 from socketeer.protocol.server import SERVER_HEADER
 from socketeer.typedefs import Origin, Subprotocol
 from socketeer.uri import parse_uri
-
-# One millisecond, scaled for slow machines: SOCKETEER_TEST_TIMEOUT_FACTOR=10 on a slow CI.
-MS = 0.001 * float(os.environ.get("SOCKETEER_TEST_TIMEOUT_FACTOR", "1"))
+from timing import MS
 
 
 def port_of(server: Server) -> int:

@@ -5,8 +5,8 @@ it, with a hint to install it, except under ``CI=true``, where it fails them: CI
 test.
 
 Every peer listens on 127.0.0.1, on a port the OS picks, and every wait is bounded: a bug fails
-a test rather than hangs it. Waits are counted in :data:`MS`, which
-``SOCKETEER_TESTS_TIMEOUT_FACTOR`` scales for slow machines; no test checks a duration.
+a test rather than hangs it. Waits are counted in :data:`MS` (``tests/timing.py``), which
+``SOCKETEER_TEST_TIMEOUT_FACTOR`` scales for slow machines; no test checks a duration.
 
 The Node peers are ``node/server.mjs`` and ``node/client.mjs``, made with the ``ws`` package
 pinned in ``node/package-lock.json``. :class:`NodeServer` runs the server from a fixture (it
@@ -33,6 +33,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 import socketeer
+from timing import MS
 
 __all__ = [
     "IN_CI",
@@ -57,8 +58,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-MS = 0.001 * float(os.environ.get("SOCKETEER_TESTS_TIMEOUT_FACTOR", "1"))
-"""One millisecond, scaled for slow machines."""
 
 TIMEOUT = 10_000 * MS
 """The longest any single wait may take before the test fails."""

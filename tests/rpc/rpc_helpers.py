@@ -7,15 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import socketeer
 from socketeer.rpc import SUBPROTOCOL
-
-# One millisecond, scaled for slow machines: SOCKETEER_TEST_TIMEOUT_FACTOR=10 on a slow CI.
-MS = 0.001 * float(os.environ.get("SOCKETEER_TEST_TIMEOUT_FACTOR", "1"))
+from timing import MS
 
 TEST_TIMEOUT = 10_000 * MS
 """Longest an async test may run before it counts as hung."""

@@ -4,15 +4,12 @@ packages): servers in a thread, URIs, an echo handler, and the :data:`MS` time u
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from socketeer.sync import Server, serve
-
-# One millisecond, scaled for slow machines: SOCKETEER_TEST_TIMEOUT_FACTOR=10 on a slow CI.
-MS = 0.001 * float(os.environ.get("SOCKETEER_TEST_TIMEOUT_FACTOR", "1"))
+from timing import MS
 
 
 @contextlib.contextmanager
