@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 import threading
@@ -141,3 +142,12 @@ def test_interop_with_websockets_server(compression: str | None) -> None:
             )
             assert bool(negotiated) is (compression is not None)
         assert ws.close_code == CloseCode.NORMAL_CLOSURE
+
+
+def test_logs_open_and_close(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, "socketeer.client"):
+        with run_server(echo) as server:
+            ws = connect(uri(server))
+            ws.close(4000)
+    messages = [r.getMessage() for r in caplog.records if r.name == "socketeer.client"]
+    assert messages == ["connection open to 127.0.0.1", "connection closed with code 4000"]

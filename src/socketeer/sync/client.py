@@ -42,6 +42,10 @@ class ClientConnection(Connection):
         super().__init__(sock, protocol, options)
         self.protocol: ClientProtocol = protocol
 
+    def connection_closed(self) -> None:
+        # The reading thread runs, and so this is called, only once the connection opened.
+        self.logger.info("connection closed with code %s", self.close_code)
+
     def handshake(
         self,
         additional_headers: HeadersLike | None = None,
