@@ -1,11 +1,6 @@
-"""Fixtures for the asyncio driver's tests, and the runner of ``async def`` tests.
-
-Each ``async def`` test runs in a new event loop in debug mode (as with
-``PYTHONASYNCIODEBUG=1``), under a generous timeout that only catches hangs. The test fails
-when the loop reports an error through its exception handler (a task destroyed while
-pending, an exception never retrieved, a callback that raised) or when a task is still
-running at the end; a garbage collection at the end turns unclosed transports and sockets
-into ``ResourceWarning``, which the project's ``filterwarnings = error`` makes fatal.
+"""Fixtures for the asyncio driver's tests; ``async def`` tests run with
+:mod:`async_runner` (a new event loop in debug mode each, failing on any error the loop
+reports), which here also accepts a TLS client giving up during the handshake.
 
 This directory has no ``__init__.py`` on purpose: a package named ``asyncio`` would shadow
 the standard library.
@@ -16,25 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import inspect
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from async_runner import call_async_test
 from socketeer.protocol import State
 from socketeer.protocol.client import ClientProtocol
 from socketeer.protocol.http11 import Request
 from socketeer.protocol.server import ServerProtocol
 from socketeer.uri import parse_uri
-from timing import MS
-
-# Longest an async test may run before it counts as hung.
-TEST_TIMEOUT = 10_000 * MS
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -46,40 +37,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    names = pyfuncitem._fixtureinfo.argnames
-    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-    run_strictly(lambda: pyfuncitem.obj(**kwargs))
-    return True
+    return call_async_test(pyfuncitem, _tls_client_gave_up)
 
 
-def run_strictly(test: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``test()`` in a new event loop in debug mode; fail on any error the loop reports."""
-    errors: list[dict[str, Any]] = []
-
-    def exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        loop.default_exception_handler(context)
-        # In debug mode, asyncio reports a client that gives up during the TLS handshake
-        # (e.g. it does not trust the certificate): the test expects it.
-        if context["message"] == "Error on transport creation for incoming connection":
-            if isinstance(context.get("exception"), OSError):
-                return
-        errors.append(context)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(exception_handler)
-        await asyncio.wait_for(test(), TEST_TIMEOUT)
-        # Let callbacks scheduled by the last steps run (connection_lost, for example).
-        await asyncio.sleep(0)
-        leftover = asyncio.all_tasks() - {asyncio.current_task()}
-        assert not leftover, f"tasks still running at the end of the test: {leftover}"
-
-    asyncio.run(main(), debug=True)
-    gc.collect()
-    reports = [f"{error['message']} ({error.get('exception')!r})" for error in errors]
-    assert not reports, f"the event loop reported errors: {reports}"
+def _tls_client_gave_up(context: dict[str, Any]) -> bool:
+    # In debug mode, asyncio reports a client that gives up during the TLS handshake
+    # (e.g. it does not trust the certificate): the test expects it.
+    return context["message"] == "Error on transport creation for incoming connection" and (
+        isinstance(context.get("exception"), OSError)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,6 @@ import socketeer
 from socketeer.rpc import SUBPROTOCOL
 from timing import MS
 
-TEST_TIMEOUT = 10_000 * MS
-"""Longest an async test may run before it counts as hung."""
-
 STEP = 5_000 * MS
 """Longest a single step may take; steps take milliseconds. Only catches hangs."""
 
