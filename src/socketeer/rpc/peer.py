@@ -64,7 +64,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict, TypeGuard
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeGuard, TypeVar
 
 from ..asyncio.connection import Connection
 from ..exceptions import CallTimeout, ConnectionClosed, ConnectionLost, InvalidState, RPCError
@@ -207,6 +207,7 @@ class PeerOptionsDict(TypedDict, total=False):
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+T_co = TypeVar("T_co", covariant=True)
 
 _current_peer: contextvars.ContextVar[Peer] = contextvars.ContextVar("socketeer.rpc.peer")
 
@@ -399,7 +400,7 @@ class Peer:
         self._close_watcher: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
-        self._proxy = Proxy(self, "")
+        self._proxy: Proxy[Awaitable[Any]] = Proxy(self, "")
 
     # Calling the other end
 
@@ -486,7 +487,7 @@ class Peer:
         await self.connection.send(serialize(Notification(method, _params(params))))
 
     @property
-    def proxy(self) -> Proxy:
+    def proxy(self) -> Proxy[Awaitable[Any]]:
         """Calls by attribute: ``await peer.proxy.counter.increment(by=2)`` is
         ``await peer.call("counter.increment", by=2)``."""
         return self._proxy
@@ -991,8 +992,13 @@ async def _call(
     return result
 
 
-class Proxy:
-    """Method names from attribute paths: see :attr:`Peer.proxy`.
+class _Caller(Protocol[T_co]):
+    def call(self, method: str, /, *args: object, **kwargs: object) -> T_co: ...
+
+
+class Proxy(Generic[T_co]):
+    """Method names from attribute paths: see :attr:`Peer.proxy`; calling one calls the
+    peer's ``call`` (this peer's, or a blocking :class:`socketeer.rpc.sync.Peer`'s).
 
     Only identifiers build names (``[A-Za-z][A-Za-z0-9_]*``): other attributes, such as
     those starting with ``_``, raise :exc:`AttributeError`. Use :meth:`Peer.call` for a name
@@ -1001,16 +1007,16 @@ class Proxy:
 
     __slots__ = ("_peer", "_path")
 
-    def __init__(self, peer: Peer, path: str) -> None:
+    def __init__(self, peer: _Caller[T_co], path: str) -> None:
         self._peer = peer
         self._path = path
 
-    def __getattr__(self, name: str) -> Proxy:
+    def __getattr__(self, name: str) -> Proxy[T_co]:
         if not _IDENTIFIER.fullmatch(name):
             raise AttributeError(name)
         return Proxy(self._peer, f"{self._path}.{name}" if self._path else name)
 
-    def __call__(self, *args: object, **kwargs: object) -> Awaitable[Any]:
+    def __call__(self, *args: object, **kwargs: object) -> T_co:
         if not self._path:
             raise TypeError("peer.proxy is not a method: call peer.proxy.name(...)")
         return self._peer.call(self._path, *args, **kwargs)

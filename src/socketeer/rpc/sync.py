@@ -52,7 +52,7 @@ from ..exceptions import ConnectionLost
 from ..protocol.frames import CloseCode
 from .client import RPCConnectOptions
 from .client import connect as connect_async
-from .peer import _IDENTIFIER, CallParams, PeerOptions
+from .peer import CallParams, PeerOptions, Proxy
 from .peer import Peer as AsyncPeer
 from .routes import DEFAULT, Timeout
 
@@ -95,7 +95,7 @@ class Peer:
         self._tasks: dict[object, asyncio.Task[Any]] = {}  # by ticket: the calls running
         self._interrupted: set[asyncio.Task[Any]] = set()  # calls to let cancel before close
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._proxy = Proxy(self, "")
+        self._proxy: Proxy[Any] = Proxy(self, "")
         self.loop = asyncio.new_event_loop()
         """The private event loop, which runs in :attr:`thread`."""
         self.thread = threading.Thread(
@@ -230,7 +230,7 @@ class Peer:
         self._run(self.peer.notify(method, *args, **kwargs), method)
 
     @property
-    def proxy(self) -> Proxy:
+    def proxy(self) -> Proxy[Any]:
         """Calls by attribute: ``peer.proxy.counter.increment(by=2)`` is
         ``peer.call("counter.increment", by=2)``."""
         return self._proxy
@@ -342,27 +342,3 @@ class Peer:
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"
         return f"<socketeer.rpc.sync.Peer {state}>"
-
-
-class Proxy:
-    """Method names from attribute paths: see :attr:`Peer.proxy` and
-    :class:`socketeer.rpc.Proxy`."""
-
-    __slots__ = ("_peer", "_path")
-
-    def __init__(self, peer: Peer, path: str) -> None:
-        self._peer = peer
-        self._path = path
-
-    def __getattr__(self, name: str) -> Proxy:
-        if not _IDENTIFIER.fullmatch(name):
-            raise AttributeError(name)
-        return Proxy(self._peer, f"{self._path}.{name}" if self._path else name)
-
-    def __call__(self, *args: object, **kwargs: object) -> Any:
-        if not self._path:
-            raise TypeError("peer.proxy is not a method: call peer.proxy.name(...)")
-        return self._peer.call(self._path, *args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<Proxy {self._path or '(root)'}>"
