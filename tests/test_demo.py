@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 
 import socketeer
 import socketeer.rpc
+from raw_http import http_get
 from socketeer.__main__ import main as socketeer_main
 from socketeer.demo import MAX_SIZE, demo_server, run
 from socketeer.demo.counter import parse_action
@@ -30,25 +31,6 @@ async def running_demo() -> AsyncIterator[int]:
     """Run the demo server on a free loopback port; yield the port."""
     async with demo_server("127.0.0.1", 0) as server:
         yield server.sockets[0].getsockname()[1]
-
-
-async def http_get(
-    port: int, path: str, headers: Iterable[tuple[str, str]] = (), method: str = "GET"
-) -> tuple[int, dict[str, str], bytes]:
-    """Send one HTTP request; return the status, the headers (lower-case names) and the body."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
-        lines += [f"{name}: {value}" for name, value in headers]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        data = await asyncio.wait_for(reader.read(), TIMEOUT)  # the server closes after it
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    fields = dict(line.split(": ", 1) for line in header_lines)
-    return int(status_line.split()[1]), {k.lower(): v for k, v in fields.items()}, body
 
 
 async def recv_json(ws: socketeer.ClientConnection) -> Any:

@@ -8,9 +8,10 @@ import importlib.resources
 from typing import Any
 
 import pytest
-from rpc_helpers import http_get, port_of, raw, recv_json, request, send_json, serving
+from rpc_helpers import port_of, raw, recv_json, request, send_json, serving
 
 import socketeer
+from raw_http import http_get
 from socketeer.asyncio.server import is_server_app
 from socketeer.exceptions import ConnectionClosed, InvalidStatus, NegotiationError
 from socketeer.rpc import RPC, SUBPROTOCOL, Router, connect
