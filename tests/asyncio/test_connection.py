@@ -161,6 +161,16 @@ class TestRecv:
             assert await ws.recv() == "café"
             assert await ws.recv() == b"\x00\xff"
 
+    async def test_large_message_read_in_place(
+        self, side: Side, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        calls = count_calls(monkeypatch, Protocol, "receive_into")
+        message = bytes(range(256)) * 4096  # 1 MiB: more than one read
+        async with connection_pair(side, max_size=2**21, compression=None) as (ws, peer):
+            await peer.send(message)
+            assert await ws.recv() == message
+        assert calls
+
     async def test_decode(self, side: Side) -> None:
         async with connection_pair(side) as (ws, peer):
             await peer.send("café")

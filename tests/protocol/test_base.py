@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import pytest
 
 from socketeer.exceptions import InvalidState, PayloadTooBig, ProtocolError
 from socketeer.protocol import base
 from socketeer.protocol.base import CLIENT, SERVER, Protocol, Side, State
+from socketeer.protocol.extensions.permessage_deflate import PerMessageDeflate
 from socketeer.protocol.frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -18,6 +20,7 @@ from socketeer.protocol.frames import (
     OP_TEXT,
     Close,
     Frame,
+    Opcode,
 )
 
 MASK_KEY = b"\x00\x00\x00\x00"
@@ -468,3 +471,146 @@ class TestMaxPending:
         assert protocol.parser_exc is None
         assert not protocol.unparsed
         assert protocol.close_code == 1006
+
+
+@pytest.mark.parametrize("side", SIDES)
+class TestPayloadInPlace:
+    """A large frame arriving in pieces is read into its payload (``payload_buffer``)."""
+
+    SIZE = base._READ_INTO_ABOVE + 1000
+
+    @staticmethod
+    def wire(side: Side, frame: Frame) -> bytes:
+        # A mask that changes the bytes, unlike the tests' fixed MASK_KEY.
+        return frame.serialize(mask=side is SERVER, mask_key=b"\x37\xfa\x21\x3d")
+
+    def payload(self) -> bytes:
+        return bytes(i % 251 for i in range(self.SIZE))
+
+    def test_read_into_the_view(self, side: Side) -> None:
+        frame = Frame(OP_BINARY, self.payload())
+        data = self.wire(side, frame) + incoming(side, Frame(OP_TEXT, b"next"))
+        protocol = Protocol(side)
+        protocol.receive_data(data[:1000])
+        view = protocol.payload_buffer
+        assert view is not None and protocol.events_received() == []
+        pos = 1000
+        while protocol.payload_buffer is not None:
+            view = protocol.payload_buffer
+            size = min(len(view), 7000)
+            view[:size] = data[pos : pos + size]
+            pos += size
+            protocol.receive_into(size)
+        assert protocol.events_received() == [frame]
+        protocol.receive_data(data[pos:])
+        assert protocol.events_received() == [Frame(OP_TEXT, b"next")]
+        assert protocol.parser_exc is None
+
+    @pytest.mark.parametrize("step", [999, 65536])
+    def test_receive_data_fills_it_too(self, side: Side, step: int) -> None:
+        frames = [
+            Frame(OP_BINARY, self.payload(), fin=False),
+            Frame(OP_PING, b"p"),
+            Frame(OP_CONT, self.payload()[::-1]),
+            Frame(OP_TEXT, b"next"),
+        ]
+        data = b"".join(self.wire(side, frame) for frame in frames)
+        protocol = Protocol(side)
+        events = []
+        used = False
+        for i in range(0, len(data), step):
+            protocol.receive_data(data[i : i + step])
+            used = used or protocol.payload_buffer is not None
+            events += protocol.events_received()
+        assert used
+        assert events == frames
+        assert protocol.payload_buffer is None
+
+    def test_not_for_uncompressed_text(self, side: Side) -> None:
+        # Its UTF-8 is checked as it arrives (TestUtf8FailsFast).
+        protocol = Protocol(side)
+        protocol.receive_data(self.wire(side, Frame(OP_TEXT, b"x" * self.SIZE))[:1000])
+        assert protocol.payload_buffer is None
+
+    def test_not_for_small_frames(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.receive_data(self.wire(side, Frame(OP_BINARY, b"x" * 60_000))[:1000])
+        assert protocol.payload_buffer is None
+
+    def test_not_ahead_of_a_huge_payload_without_max_size(self, side: Side) -> None:
+        protocol = Protocol(side, max_size=None)
+        header = b"\x82" + (b"\xff" if side is SERVER else b"\x7f") + (2**40).to_bytes(8, "big")
+        protocol.receive_data(header + (b"\x00" * 4 if side is SERVER else b"") + b"x" * 10)
+        assert protocol.payload_buffer is None
+        assert protocol.parser_exc is None
+
+    def test_too_big_fails_before_it(self, side: Side) -> None:
+        protocol = Protocol(side, max_size=self.SIZE - 1)
+        protocol.receive_data(self.wire(side, Frame(OP_BINARY, self.payload()))[:1000])
+        assert protocol.payload_buffer is None
+        assert isinstance(protocol.parser_exc, PayloadTooBig)
+        assert_connection_failing(protocol, 1009)
+
+    def test_eof_in_the_middle(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.receive_data(self.wire(side, Frame(OP_BINARY, self.payload()))[:1000])
+        protocol.receive_eof()
+        assert protocol.payload_buffer is None
+        assert isinstance(protocol.parser_exc, EOFError)
+        assert protocol.close_code == 1006
+        with pytest.raises(InvalidState):
+            protocol.receive_into(0)
+
+    def test_failing_drops_it(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.receive_data(self.wire(side, Frame(OP_BINARY, self.payload()))[:1000])
+        view = protocol.payload_buffer
+        assert view is not None
+        protocol.fail(1011)
+        assert protocol.payload_buffer is None
+        view[:10] = b"x" * 10  # a driver that read meanwhile: harmless
+        protocol.receive_into(10)
+        assert protocol.events_received() == []
+
+    def test_receive_into_checks_its_argument(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.receive_data(self.wire(side, Frame(OP_BINARY, self.payload()))[:1000])
+        view = protocol.payload_buffer
+        assert view is not None
+        with pytest.raises(ValueError, match="nbytes must be between 0 and"):
+            protocol.receive_into(len(view) + 1)
+        with pytest.raises(ValueError):
+            protocol.receive_into(-1)
+        protocol.receive_into(0)
+        assert protocol.payload_buffer is view
+
+    def test_receive_into_without_a_payload_does_nothing(self, side: Side) -> None:
+        protocol = Protocol(side)
+        protocol.receive_into(0)
+        assert protocol.events_received() == []
+
+    def test_reserved_bits_still_fail(self, side: Side) -> None:
+        data = self.wire(side, Frame(OP_BINARY, self.payload(), rsv2=True))
+        protocol = Protocol(side)
+        protocol.receive_data(data[:1000])
+        assert protocol.payload_buffer is not None
+        protocol.receive_data(data[1000:])
+        assert isinstance(protocol.parser_exc, ProtocolError)
+        assert_connection_failing(protocol, 1002)
+
+    @pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+    def test_compressed(self, side: Side, opcode: Opcode) -> None:
+        # Random bytes do not compress: the compressed frame is large too.
+        message = random.Random(42).randbytes(self.SIZE)
+        if opcode is OP_TEXT:  # hexadecimal compresses by about half
+            message = message.hex().encode()
+        sender = PerMessageDeflate(False, False, 15, 15)
+        compressed = sender.encode(Frame(opcode, message))
+        assert len(compressed.data) > base._READ_INTO_ABOVE
+        protocol = Protocol(side)
+        protocol.extensions = [PerMessageDeflate(False, False, 15, 15)]
+        data = self.wire(side, compressed)
+        protocol.receive_data(data[:1000])
+        assert protocol.payload_buffer is not None
+        protocol.receive_data(data[1000:])
+        assert protocol.events_received() == [Frame(opcode, message)]

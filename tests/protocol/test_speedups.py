@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from socketeer.protocol import frames
+from socketeer.protocol import frames, masking
 from socketeer.protocol.frames import Frame, Opcode
 
 ReadFrame = Callable[[bytes | bytearray, int, bool], "tuple[int, bytes, int] | None"]
@@ -17,6 +17,7 @@ EncodeFrame = Callable[[int, bytes, "bytes | None"], bytes]
 
 READERS = [pytest.param(frames._py_read_frame, id="python")]
 ENCODERS = [pytest.param(frames._py_encode_frame, id="python")]
+PAYLOAD_BUFFERS: list[object] = [pytest.param(frames._PyPayloadBuffer, id="python")]
 try:
     from socketeer.protocol import _speedups
 except ImportError:  # pragma: no cover - depends on the build
@@ -27,6 +28,7 @@ else:
     c_read_frame, c_encode_frame = _speedups.read_frame, _speedups.encode_frame
     READERS.append(pytest.param(c_read_frame, id="c"))
     ENCODERS.append(pytest.param(c_encode_frame, id="c"))
+    PAYLOAD_BUFFERS.append(pytest.param(_speedups.PayloadBuffer, id="c"))
 
 MASK_KEY = b"\x37\xfa\x21\x3d"
 
@@ -86,6 +88,52 @@ class TestEncodeFrame:
     def test_bad_mask_key(self, encode_frame: EncodeFrame) -> None:
         with pytest.raises(ValueError, match="4 bytes"):
             encode_frame(0x81, b"hi", b"abc")
+
+
+@pytest.mark.parametrize("payload_buffer", PAYLOAD_BUFFERS)
+class TestPayloadBuffer:
+    def test_fill_then_take(self, payload_buffer: type[frames._PyPayloadBuffer]) -> None:
+        buffer = payload_buffer(5)
+        with buffer.view() as view:
+            view[:] = b"hello"
+        taken = buffer.take()
+        assert taken == b"hello" and type(taken) is bytes
+
+    def test_unmask(self, payload_buffer: type[frames._PyPayloadBuffer]) -> None:
+        payload = bytes(range(70))
+        buffer = payload_buffer(70)
+        with buffer.view() as view:
+            view[:] = masking.apply_mask(payload, MASK_KEY)
+        buffer.unmask(MASK_KEY)
+        assert buffer.take() == payload
+
+    def test_bad_mask(self, payload_buffer: type[frames._PyPayloadBuffer]) -> None:
+        with pytest.raises(ValueError, match="4 bytes"):
+            payload_buffer(8).unmask(b"abc")
+
+    def test_taken_twice(self, payload_buffer: type[frames._PyPayloadBuffer]) -> None:
+        buffer = payload_buffer(2)
+        buffer.take()
+        with pytest.raises(BufferError, match="payload was taken"):
+            buffer.take()
+        with pytest.raises(BufferError):
+            buffer.view()
+
+    def test_taken_while_viewed_is_a_copy(
+        self, payload_buffer: type[frames._PyPayloadBuffer]
+    ) -> None:
+        buffer = payload_buffer(2)
+        view = buffer.view()
+        view[:] = b"ab"
+        taken = buffer.take()
+        view[:] = b"xy"  # too late to change what was taken
+        assert taken == b"ab"
+
+    @pytest.mark.parametrize("size", [-1, 0, 1])
+    def test_too_small(self, payload_buffer: type[frames._PyPayloadBuffer], size: int) -> None:
+        # Bytes objects of 0 or 1 byte may be shared singletons: never written in place.
+        with pytest.raises(ValueError, match="at least 2"):
+            payload_buffer(size)
 
 
 @pytest.mark.skipif(c_read_frame is None, reason="the C speedups are not built")

@@ -13,6 +13,7 @@ from sync_helpers import MS, echo, run_server, uri
 
 from socketeer.exceptions import ConnectionClosedError, ConnectionClosedOK
 from socketeer.protocol import State
+from socketeer.protocol.base import Protocol
 from socketeer.protocol.frames import OP_BINARY, OP_CONT, OP_TEXT, CloseCode, Frame
 from socketeer.protocol.http11 import Request
 from socketeer.protocol.server import ServerProtocol
@@ -34,6 +35,23 @@ def test_echo_text_and_binary(compression: str | None) -> None:
             )
         assert ws.close_code == CloseCode.NORMAL_CLOSURE
         assert ws.state is State.CLOSED
+
+
+def test_large_message_read_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    receive_into = Protocol.receive_into
+
+    def counting(self: Protocol, nbytes: int) -> None:
+        calls.append(nbytes)
+        receive_into(self, nbytes)
+
+    monkeypatch.setattr(Protocol, "receive_into", counting)
+    message = bytes(range(256)) * 4096  # 1 MiB: more than one read
+    options: dict[str, Any] = {"compression": None, "max_size": 2**21}
+    with run_server(echo, **options) as server, connect(uri(server), **options) as ws:
+        ws.send(message)
+        assert ws.recv(timeout=5) == message
+    assert calls
 
 
 def test_server_sends_first() -> None:

@@ -373,11 +373,17 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self.transport.set_write_buffer_limits(self.options.write_limit)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
+        # The rest of a large payload is read where it will stay; anything else goes to the
+        # shared buffer.
+        into = self.protocol.payload_buffer
+        return self._buffer if into is None else into
 
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self.protocol
-        protocol.receive_data(self._buffer[:nbytes])
+        if protocol.payload_buffer is None:
+            protocol.receive_data(self._buffer[:nbytes])
+        else:
+            protocol.receive_into(nbytes)
         if protocol.state is not OPEN:
             self._process()
         else:

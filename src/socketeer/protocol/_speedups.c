@@ -279,6 +279,154 @@ encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+
+/* PayloadBuffer: a bytes object filled in place, so that a large payload can be read from
+ * the socket straight into the object the application gets, without a copy. The bytes
+ * object is fresh and unshared (at least 2 bytes: shorter ones may be cached singletons),
+ * nobody else sees it until take() hands it over, and its hash is not computed before. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *bytes; /* NULL once handed over by take() */
+    Py_ssize_t exports;
+    int taken;
+} PayloadBufferObject;
+
+static PyObject *
+PayloadBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", NULL};
+    Py_ssize_t size;
+    PayloadBufferObject *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:PayloadBuffer", kwlist, &size)) {
+        return NULL;
+    }
+    if (size < 2) {
+        PyErr_SetString(PyExc_ValueError, "size must be at least 2");
+        return NULL;
+    }
+    self = (PayloadBufferObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->bytes = PyBytes_FromStringAndSize(NULL, size);
+    if (self->bytes == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->exports = 0;
+    self->taken = 0;
+    return (PyObject *)self;
+}
+
+static void
+PayloadBuffer_dealloc(PayloadBufferObject *self)
+{
+    Py_XDECREF(self->bytes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+PayloadBuffer_getbuffer(PayloadBufferObject *self, Py_buffer *view, int flags)
+{
+    if (self->taken) {
+        PyErr_SetString(PyExc_BufferError, "payload was taken");
+        view->obj = NULL;
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, PyBytes_AS_STRING(self->bytes),
+                          PyBytes_GET_SIZE(self->bytes), 0, flags) < 0) {
+        return -1;
+    }
+    self->exports++;
+    return 0;
+}
+
+static void
+PayloadBuffer_releasebuffer(PayloadBufferObject *self, Py_buffer *view)
+{
+    self->exports--;
+}
+
+static PyObject *
+PayloadBuffer_view(PayloadBufferObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyMemoryView_FromObject((PyObject *)self);
+}
+
+static PyObject *
+PayloadBuffer_unmask(PayloadBufferObject *self, PyObject *arg)
+{
+    Py_buffer mask;
+    unsigned char *data;
+
+    if (self->taken) {
+        PyErr_SetString(PyExc_BufferError, "payload was taken");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(arg, &mask, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (mask.len != 4) {
+        PyBuffer_Release(&mask);
+        PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
+        return NULL;
+    }
+    data = (unsigned char *)PyBytes_AS_STRING(self->bytes);
+    xor_mask(data, data, PyBytes_GET_SIZE(self->bytes), (const unsigned char *)mask.buf);
+    PyBuffer_Release(&mask);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PayloadBuffer_take(PayloadBufferObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result;
+
+    if (self->taken) {
+        PyErr_SetString(PyExc_BufferError, "payload was taken");
+        return NULL;
+    }
+    self->taken = 1;
+    if (self->exports > 0) {
+        /* A view may still write to it: hand over a copy rather than a bytes object that
+         * could change; the original stays alive as long as the views. */
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->bytes),
+                                         PyBytes_GET_SIZE(self->bytes));
+    }
+    result = self->bytes;
+    self->bytes = NULL;
+    return result;
+}
+
+static PyMethodDef PayloadBuffer_methods[] = {
+    {"view", (PyCFunction)PayloadBuffer_view, METH_NOARGS,
+     "A writable memoryview of the whole payload."},
+    {"unmask", (PyCFunction)PayloadBuffer_unmask, METH_O,
+     "XOR the payload in place with a 4-byte mask."},
+    {"take", (PyCFunction)PayloadBuffer_take, METH_NOARGS,
+     "The payload as bytes; the buffer is unusable afterwards."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyBufferProcs PayloadBuffer_as_buffer = {
+    (getbufferproc)PayloadBuffer_getbuffer,
+    (releasebufferproc)PayloadBuffer_releasebuffer,
+};
+
+static PyTypeObject PayloadBufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "socketeer.protocol._speedups.PayloadBuffer",
+    .tp_basicsize = sizeof(PayloadBufferObject),
+    .tp_dealloc = (destructor)PayloadBuffer_dealloc,
+    .tp_as_buffer = &PayloadBuffer_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A payload of a given size, written in place, then taken as bytes.",
+    .tp_methods = PayloadBuffer_methods,
+    .tp_new = PayloadBuffer_new,
+};
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_VARARGS | METH_KEYWORDS,
      "Apply a 4-byte mask to data; return the result as bytes."},
@@ -297,5 +445,20 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&speedups_module);
+    PyObject *module;
+
+    if (PyType_Ready(&PayloadBufferType) < 0) {
+        return NULL;
+    }
+    module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&PayloadBufferType);
+    if (PyModule_AddObject(module, "PayloadBuffer", (PyObject *)&PayloadBufferType) < 0) {
+        Py_DECREF(&PayloadBufferType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

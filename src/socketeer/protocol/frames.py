@@ -261,10 +261,51 @@ def _py_encode_frame(first_byte: int, data: BytesLike, mask_key: bytes | None) -
     return header + (bytes(data) if mask_key is None else apply_mask(data, mask_key))
 
 
+class _PyPayloadBuffer:
+    """The payload of a large frame, written in place as it arrives, then taken as bytes.
+
+    Receiving reads such a payload straight into it rather than through an intermediate
+    buffer. This reference copies once, in :meth:`take`; the C twin fills the ``bytes``
+    object itself and hands it over without a copy.
+
+    Raises:
+        ValueError: if ``size`` is less than 2.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 2:
+            raise ValueError("size must be at least 2")
+        self._data: bytearray | None = bytearray(size)
+
+    def view(self) -> memoryview:
+        """A writable memoryview of the whole payload."""
+        return memoryview(self._buffer())
+
+    def unmask(self, mask: bytes) -> None:
+        """XOR the payload in place with a 4-byte mask (RFC 6455 section 5.3)."""
+        data = self._buffer()
+        data[:] = apply_mask(data, mask)
+
+    def take(self) -> bytes:
+        """The payload as bytes; the buffer is unusable afterwards."""
+        data = self._buffer()
+        self._data = None
+        return bytes(data)
+
+    def _buffer(self) -> bytearray:
+        if self._data is None:
+            raise BufferError("payload was taken")
+        return self._data
+
+
 read_frame = _py_read_frame
 encode_frame = _py_encode_frame
+PayloadBuffer = _PyPayloadBuffer
 if SPEEDUPS:  # pragma: no branch - depends on the build
+    from ._speedups import PayloadBuffer as _CPayloadBuffer
     from ._speedups import encode_frame, read_frame
+
+    PayloadBuffer = _CPayloadBuffer  # type: ignore[assignment, misc]
 
 
 class Frame(NamedTuple):

@@ -551,8 +551,17 @@ class Connection(ConnectionBase):
                 protocol.receive_data(b"")
                 self._process()
         elif timeout is None or self._poller.readable(timeout):
+            # Only this thread reads, so only it can start or finish reading a large payload
+            # in place; another thread may fail the connection meanwhile, and then
+            # receive_into() discards what was read.
+            into = protocol.payload_buffer
+            data: bytes | int
             try:
-                data = self.socket.recv(READ_BUFFER_SIZE)
+                data = (
+                    self.socket.recv(READ_BUFFER_SIZE)
+                    if into is None
+                    else self.socket.recv_into(into)
+                )
             except OSError as exc:
                 if self.debug:
                     self.logger.debug("! error while reading: %s", exc)
@@ -561,7 +570,10 @@ class Connection(ConnectionBase):
                 self._stop_reading()
                 return False
             with self.protocol_mutex:
-                protocol.receive_data(data)
+                if isinstance(data, int):
+                    protocol.receive_into(data)
+                else:
+                    protocol.receive_data(data)
                 self._process()
         return True
 
