@@ -1,6 +1,7 @@
 // Type declarations of socketeer.js, the browser client of socketeer's RPC (JSON-RPC 2.0 over
-// WebSocket). The semantics (queueing, reconnection, at-most-once delivery, the heartbeat) are in
-// the header comment of socketeer.js; the wire contract is docs/rpc-protocol.md.
+// WebSocket). The semantics (queueing, reconnection, at-most-once delivery, the heartbeat, the
+// order of room publications) are in the header comment of socketeer.js; the wire contract is
+// docs/rpc-protocol.md (and docs/pubsub.md for rooms).
 
 /** The subprotocol the client offers: "socketeer.rpc.v1". */
 export declare const SUBPROTOCOL: "socketeer.rpc.v1";
@@ -128,6 +129,47 @@ export type Remote<T> = {
     ? (...args: A) => Promise<Awaited<R>>
     : Remote<T[K]>;
 };
+
+// Rooms (publish/subscribe)
+
+/**
+ * A position in a room: `offset` counts its publications from 1 within `epoch` (a string that
+ * changes when the server may have forgotten the room's history).
+ */
+export interface RoomPosition {
+  readonly room: string;
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export interface SubscribeOptions {
+  /**
+   * Called when publications were lost: the history no longer held them, the server forgot
+   * the room (a new epoch), or too many came out of order. Delivery resumes after `position`;
+   * the application resynchronises by other means (e.g. a fresh snapshot).
+   */
+  onReset?: (position: RoomPosition) => unknown;
+}
+
+/** What `rpc.subscribe()` returns. */
+export interface Subscription {
+  readonly room: string;
+  /**
+   * Resolves with the position delivery starts after, once the room is joined. Rejects with
+   * the error of a refused join (also an "error" event; the join is made again on the next
+   * connection), with ClientClosed after close(), or with an AbortError after unsubscribe().
+   * Its rejection is never reported as unhandled.
+   */
+  readonly ready: Promise<RoomPosition>;
+  /** Stop the callbacks; the last subscription of a room leaves it. Twice is harmless. */
+  unsubscribe(): void;
+}
+
+/** Where a publication went: what `rpc.publish()` resolves with. */
+export interface Published {
+  readonly epoch: string;
+  readonly offset: number;
+}
 
 // Errors
 
@@ -322,6 +364,38 @@ export declare class RPC extends EventTarget {
    */
   on(method: string, fn: (...args: any[]) => unknown): () => void;
 
+  /**
+   * Join `room` and call `callback(data, meta)` for each of its publications, in offset order
+   * and each once (within the server's history). `data` is the JSON value published, or a
+   * Uint8Array for bytes; `meta` is `{room, epoch, offset}`. The join goes out at once if the
+   * connection is open, else when it opens, before the queued calls; after a reconnection it
+   * is made again from the last position, so that missed publications arrive, in order.
+   * Subscriptions to one room share one join; the last unsubscribe() leaves the room.
+   * Callbacks that throw are reported as "error" events.
+   *
+   * @example
+   * const sub = rpc.subscribe("lobby", (data, { offset }) => show(data, offset), {
+   *   onReset: () => reloadLobby(),
+   * });
+   * await sub.ready;
+   * sub.unsubscribe();
+   *
+   * @param room a non-empty string of at most 200 characters
+   * @throws TypeError for an invalid room name or callback; ClientClosed after close()
+   */
+  subscribe<T = any>(
+    room: string,
+    callback: (data: T, meta: RoomPosition) => unknown,
+    options?: SubscribeOptions,
+  ): Subscription;
+
+  /**
+   * Publish `data`, a JSON value, to `room`, if the server lets clients publish (else it
+   * rejects with RemoteError -32601). Bytes cannot be published (JSON has none): TypeError.
+   * Otherwise it rejects as a call does.
+   */
+  publish(room: string, data: unknown): Promise<Published>;
+
   addEventListener<K extends keyof RPCEventMap>(
     type: K,
     listener: (this: RPC, event: RPCEventMap[K]) => unknown,
@@ -347,6 +421,9 @@ export declare class RPC extends EventTarget {
   _on(method: string, fn: (...args: any[]) => unknown): () => void;
   /** @internal Run `hook` on each open, before the queue is sent (pub/sub re-joins rooms). */
   _onOpen(hook: (rpc: RPC) => void): () => void;
-  /** @internal Run `hook` on each loss or close, after the calls in flight were rejected. */
+  /**
+   * @internal Run `hook` on each loss or close, after the calls in flight were rejected, and
+   * when the client closes for good without a connection.
+   */
   _onClose(hook: (rpc: RPC) => void): () => void;
 }

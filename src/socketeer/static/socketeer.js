@@ -49,8 +49,37 @@
 // is noticed within heartbeatInterval + heartbeatTimeout (30 s with the defaults), while the
 // page's timers run on time (background tabs may throttle them).
 //
-// Sections: constants and errors, codec (JSON-RPC messages), reconnect policy, events, and the
-// RPC class (transport, outgoing calls, incoming messages, heartbeat).
+// Rooms (subscribe(), publish(); wire format in docs/pubsub.md) are a layer above the calls: the
+// class Rooms, made by the first subscribe(), listening to `$/room/message` through the internal
+// `_on()`, with an open hook and a close hook. For each room with subscriptions it keeps:
+// - the position `(epoch, offset)` of the last publication delivered, or where the first join
+//   began (null before);
+// - the join in flight, if any: a `$/room/join` request with `since` = the position, when there
+//   is one. subscribe() sends it at once when open; else the open hook does, before the queued
+//   calls. The open hook joins every room again on each connection, so what was published while
+//   disconnected is recovered;
+// - the publications held out of order, at most MAX_HELD (1000).
+// A publication that follows the position (same epoch, offset + 1) is delivered at once, then
+// the held ones that follow it; one at or below the position is a duplicate, dropped; any other
+// is held. On a joined room with no join in flight, that is a gap (the server dropped
+// publications for a slow client) or a new epoch: the room joins again with `since` to recover.
+// When a join answers `{epoch, offset, recovered}`:
+// - a first join: delivery starts after the answered position;
+// - recovered, in the position's epoch: the held publications are delivered in order, and those
+//   up to the answered offset that still did not come are lost: a reset;
+// - another epoch, `recovered: false` with the answered offset ahead of the position, or held
+//   publications dropped over the bound: a reset.
+// A reset adopts the answered position (or the newest one seen, after an overflow) and calls the
+// subscriptions' onReset(position); delivery resumes after it. Held publications left after a
+// gap make another join; those of another epoch or at or below the position are dropped. So each
+// publication is delivered once, in offset order, as long as the server's history holds it.
+// A join lost with the connection is forgotten (the next connection joins again); a refused one
+// rejects `ready`, is an `error` event, and is made again on the next connection. The last
+// unsubscribe() of a room sends `$/room/leave` when open (a lost connection took the membership);
+// close() ends every subscription.
+//
+// Sections: constants and errors, codec (JSON-RPC messages), reconnect policy, events, the RPC
+// class (transport, outgoing calls, incoming messages, heartbeat, rooms), and the rooms layer.
 
 // Constants
 
@@ -646,6 +675,8 @@ export class RPC extends EventTarget {
     this._closeHooks = new Set();
     /** @type {Function | null} */
     this._proxy = null;
+    /** @type {Rooms | null} the pub/sub layer, made by the first subscribe() */
+    this._rooms = null;
   }
 
   /** @returns {State} "idle", "connecting", "open", "reconnecting" or "closed" */
@@ -822,6 +853,8 @@ export class RPC extends EventTarget {
     this._clearTimer("_reconnectTimer");
     if (this._ws !== null) {
       this._detach(this._ws, code, reason);
+    } else {
+      this._runCloseHooks();
     }
     for (const item of this._queue) {
       this._settle(item);
@@ -866,6 +899,11 @@ export class RPC extends EventTarget {
     for (const controller of incoming) {
       controller.abort(new DOMException("connection lost", "AbortError"));
     }
+    this._runCloseHooks();
+  }
+
+  /** Run the close hooks; what one throws is an `error` event. */
+  _runCloseHooks() {
     for (const hook of [...this._closeHooks]) {
       this._guard(hook, this);
     }
@@ -1139,7 +1177,8 @@ export class RPC extends EventTarget {
 
   /**
    * Run `hook(rpc)` each time a connection is lost or closed, after the calls in flight were
-   * rejected.
+   * rejected; and when the client closes for good without a connection. The state is then
+   * "closed" if the client closed for good, else "reconnecting".
    *
    * @param {(rpc: RPC) => void} hook
    * @returns {() => void} removes it
@@ -1351,6 +1390,47 @@ export class RPC extends EventTarget {
     }, heartbeatInterval);
   }
 
+  // Rooms (publish/subscribe): the methods; the layer is the class Rooms, below
+
+  /**
+   * Join `room` and call `callback(data, meta)` for each of its publications, in offset order,
+   * each once; `meta` is `{room, epoch, offset}`, and `data` the JSON value published, or a
+   * Uint8Array for bytes. The join goes out now if the connection is open, else when it opens
+   * (before the queued calls); it is made again, with the last position, after a reconnection.
+   * Subscriptions to the same room share one join.
+   *
+   * @param {string} room a non-empty string of at most 200 characters
+   * @param {(data: any, meta: RoomPosition) => unknown} callback
+   * @param {{onReset?: (position: RoomPosition) => unknown}} [options] `onReset(position)` is
+   *   called when publications were lost (history too short, broker restarted, buffer full):
+   *   delivery resumes after `position`
+   * @returns {Subscription} `{room, ready, unsubscribe()}`
+   * @throws {TypeError | ClientClosed}
+   */
+  subscribe(room, callback, options = {}) {
+    this._rooms ??= new Rooms(this);
+    return this._rooms.subscribe(room, callback, options);
+  }
+
+  /**
+   * Publish `data` (a JSON value) to `room`, if the server lets clients publish.
+   *
+   * @param {string} room
+   * @param {unknown} data
+   * @returns {Promise<{epoch: string, offset: number}>} the publication's position; rejects as
+   *   a call does (RemoteError -32601 when the server does not let clients publish), or with
+   *   TypeError for an invalid room name or data that is not JSON (bytes included)
+   */
+  publish(room, data) {
+    try {
+      checkRoom(room);
+      checkPublishable(data);
+    } catch (exc) {
+      return Promise.reject(exc);
+    }
+    return this.callWith("$/room/publish", { params: { room, data } });
+  }
+
   // Helpers
 
   /** @param {"_connectTimer" | "_reconnectTimer" | "_heartbeatTimer"} name */
@@ -1382,6 +1462,560 @@ export class RPC extends EventTarget {
       this._emitError(exc);
     }
   }
+}
+
+// Rooms (publish/subscribe): docs/pubsub.md, "Wire format for RPC peers"
+
+/** The longest room name, in characters (code points), as on the server. */
+const MAX_ROOM_NAME = 200;
+
+/**
+ * The most publications held per room while they wait for a join's answer, out of order: beyond
+ * that they are dropped and the join ends in a reset.
+ */
+const MAX_HELD = 1000;
+
+/**
+ * @typedef {{epoch: string, offset: number}} Position
+ * @typedef {{readonly room: string, readonly epoch: string, readonly offset: number}} RoomPosition
+ * @typedef {{room: string, epoch: string, offset: number, data?: unknown, encoding?: unknown}}
+ *   Publication the params of a `$/room/message` notification
+ *
+ * @typedef {object} Subscription what subscribe() returns
+ * @property {string} room
+ * @property {Promise<RoomPosition>} ready resolves when the room is joined
+ * @property {() => void} unsubscribe
+ *
+ * @typedef {object} Subscriber
+ * @property {(data: any, meta: RoomPosition) => unknown} callback
+ * @property {((position: RoomPosition) => unknown) | undefined} onReset
+ * @property {((position: RoomPosition) => void) | null} resolve its `ready`'s; null once settled
+ * @property {(reason: unknown) => void} reject
+ */
+
+/** What the client knows of one room it subscribed to. */
+class Room {
+  /** @param {string} name */
+  constructor(name) {
+    this.name = name;
+    /** @type {Set<Subscriber>} */
+    this.subscribers = new Set();
+    /** @type {Position | null} the last publication delivered, or where the first join began */
+    this.position = null;
+    /** @type {object | null} the join in flight: an answer to any other is ignored */
+    this.join = null;
+    /** Whether a join succeeded on the current connection. */
+    this.joined = false;
+    /** @type {Map<string, Publication>} publications ahead of `position`, by positionKey() */
+    this.held = new Map();
+    /** @type {Position | null} once `held` overflowed: the newest position dropped */
+    this.overflow = null;
+  }
+}
+
+/**
+ * The pub/sub layer of one client, made by its first subscribe(): the rooms it subscribed to,
+ * their joins, and the order of their publications (see the theory of operation).
+ */
+class Rooms {
+  /** @param {RPC} rpc */
+  constructor(rpc) {
+    this._rpc = rpc;
+    /** @type {Map<string, Room>} the rooms with at least one subscriber */
+    this._rooms = new Map();
+    rpc._on("$/room/message", (params) => this._receive(params));
+    rpc._onOpen(() => this._opened());
+    rpc._onClose(() => this._closed());
+  }
+
+  /**
+   * @param {string} name
+   * @param {(data: any, meta: RoomPosition) => unknown} callback
+   * @param {{onReset?: (position: RoomPosition) => unknown}} options
+   * @returns {Subscription}
+   */
+  subscribe(name, callback, { onReset } = {}) {
+    checkRoom(name);
+    if (typeof callback !== "function") {
+      throw new TypeError(`subscribe to ${name}: a callback is needed, got ${typeof callback}`);
+    }
+    if (onReset !== undefined && typeof onReset !== "function") {
+      throw new TypeError(
+        `subscribe to ${name}: onReset must be a function, got ${typeof onReset}`,
+      );
+    }
+    if (this._rpc.state === "closed") {
+      throw new ClientClosed(`cannot subscribe to ${name}: client is closed`);
+    }
+    let room = this._rooms.get(name);
+    if (room === undefined) {
+      room = new Room(name);
+      this._rooms.set(name, room);
+      if (this._rpc.state === "open") {
+        this._join(room);
+      }
+    }
+    /** @type {any} */
+    const subscriber = { callback, onReset };
+    const ready = handled(
+      new Promise((resolve, reject) => Object.assign(subscriber, { resolve, reject })),
+    );
+    room.subscribers.add(subscriber);
+    if (room.joined) {
+      this._resolveReady(room);
+    }
+    const joined = room;
+    return Object.freeze({
+      room: name,
+      ready,
+      unsubscribe: () => this._unsubscribe(joined, subscriber),
+    });
+  }
+
+  /**
+   * @param {Room} room
+   * @param {Subscriber} subscriber
+   */
+  _unsubscribe(room, subscriber) {
+    if (!room.subscribers.delete(subscriber)) {
+      return; // twice, or after close()
+    }
+    this._rejectReady(subscriber, new DOMException(`unsubscribed from ${room.name}`, "AbortError"));
+    if (room.subscribers.size > 0) {
+      return;
+    }
+    this._rooms.delete(room.name);
+    room.join = null; // its answer, if any, is ignored
+    room.held.clear();
+    if (this._rpc.state !== "open") {
+      return; // the server forgot the membership with the connection
+    }
+    this._rpc.callWith("$/room/leave", { params: { room: room.name } }).catch((exc) => {
+      if (!(exc instanceof ConnectionLost || exc instanceof ClientClosed)) {
+        this._error(`cannot leave room ${room.name}`, exc);
+      }
+    });
+  }
+
+  // Joins
+
+  /** A connection opened: join every room, before the queued calls go out. */
+  _opened() {
+    for (const room of this._rooms.values()) {
+      if (room.join === null) {
+        this._join(room); // not subscribe()'s own join, made by another open hook
+      }
+    }
+  }
+
+  /** The connection was lost or closed: joins and held publications go with it. */
+  _closed() {
+    for (const room of this._rooms.values()) {
+      room.join = null; // its ConnectionLost is ignored: the next connection joins again
+      room.joined = false;
+      room.held.clear(); // the next join recovers them
+      room.overflow = null;
+    }
+    if (this._rpc.state === "closed") {
+      const error = new ClientClosed("client is closed");
+      for (const room of this._rooms.values()) {
+        for (const subscriber of room.subscribers) {
+          this._rejectReady(subscriber, error);
+        }
+        room.subscribers.clear();
+      }
+      this._rooms.clear();
+    }
+  }
+
+  /**
+   * Send `$/room/join`, with `since` once a position is known.
+   *
+   * @param {Room} room
+   */
+  _join(room) {
+    const join = {};
+    room.join = join;
+    const { position } = room;
+    /** @type {Record<string, unknown>} */
+    const params = { room: room.name };
+    if (position !== null) {
+      params.since = { epoch: position.epoch, offset: position.offset };
+    }
+    this._rpc.callWith("$/room/join", { params }).then(
+      (answer) => this._joinAnswered(room, join, answer),
+      (exc) => this._joinFailed(room, join, exc),
+    );
+  }
+
+  /**
+   * @param {Room} room
+   * @param {object} join
+   * @param {unknown} answer
+   */
+  _joinAnswered(room, join, answer) {
+    if (room.join !== join) {
+      return;
+    }
+    if (!isJoinAnswer(answer)) {
+      const detail = JSON.stringify(answer)?.slice(0, 100);
+      this._joinFailed(room, join, new RPCError(`invalid answer to $/room/join: ${detail}`));
+      return;
+    }
+    room.join = null;
+    room.joined = true;
+    const at = { epoch: answer.epoch, offset: answer.offset };
+    const { position, overflow } = room;
+    room.overflow = null;
+    const lost =
+      overflow !== null ||
+      (position !== null &&
+        (position.epoch !== at.epoch || (!answer.recovered && position.offset < at.offset)));
+    if (position === null || lost) {
+      // A first join starts after the room's position; a loss resumes after the newest known.
+      room.position = highest(at, [position, overflow]);
+    }
+    this._resolveReady(room);
+    if (lost) {
+      this._reset(room);
+    }
+    this._deliverHeld(room);
+    const current = /** @type {Position} */ (room.position);
+    if (this._isCurrent(room) && current.epoch === at.epoch && current.offset < at.offset) {
+      // The server sent everything up to `at` before answering, yet some did not come.
+      room.position = at;
+      this._reset(room);
+      this._deliverHeld(room);
+    }
+    if (this._isCurrent(room)) {
+      this._recoverHeld(room);
+    }
+  }
+
+  /**
+   * A join failed: reported, and made again on the next connection (at the latest).
+   *
+   * @param {Room} room
+   * @param {object} join
+   * @param {unknown} exc
+   */
+  _joinFailed(room, join, exc) {
+    if (room.join !== join) {
+      return; // lost with the connection (joined again on the next one), or the room was left
+    }
+    room.join = null;
+    room.held.clear();
+    room.overflow = null;
+    this._error(`cannot join room ${room.name}`, exc);
+    for (const subscriber of room.subscribers) {
+      this._rejectReady(subscriber, exc);
+    }
+  }
+
+  // Publications
+
+  /** @param {unknown} params a `$/room/message` notification's */
+  _receive(params) {
+    if (!isPublication(params)) {
+      const detail = JSON.stringify(params)?.slice(0, 100);
+      this._rpc._emitError(new RPCError(`invalid $/room/message from the server: ${detail}`));
+      return;
+    }
+    const room = this._rooms.get(params.room);
+    if (room === undefined || (room.join === null && !room.joined)) {
+      return; // not subscribed (any more), or not joined: the next join recovers it
+    }
+    const { position } = room;
+    if (position !== null && params.epoch === position.epoch) {
+      if (params.offset <= position.offset) {
+        return; // a duplicate
+      }
+      if (params.offset === position.offset + 1) {
+        this._deliver(room, params);
+        this._deliverHeld(room);
+        return;
+      }
+    }
+    // Out of order: held until a join answers. On a joined room, it is a gap: join again.
+    this._hold(room, params);
+    if (room.join === null) {
+      this._join(room);
+    }
+  }
+
+  /**
+   * @param {Room} room
+   * @param {Publication} publication
+   */
+  _hold(room, publication) {
+    const key = positionKey(publication);
+    if (room.overflow === null && (room.held.size < MAX_HELD || room.held.has(key))) {
+      room.held.set(key, publication);
+      return;
+    }
+    // Too many: drop them all, keeping the newest position, which the join's answer adopts.
+    let newest = room.overflow;
+    for (const held of room.held.values()) {
+      newest = newer(newest, held);
+    }
+    room.overflow = newer(newest, publication);
+    room.held.clear();
+  }
+
+  /**
+   * Deliver the held publications that follow the position, in order.
+   *
+   * @param {Room} room
+   */
+  _deliverHeld(room) {
+    while (this._isCurrent(room)) {
+      const { epoch, offset } = /** @type {Position} */ (room.position);
+      const key = positionKey({ epoch, offset: offset + 1 });
+      const next = room.held.get(key);
+      if (next === undefined) {
+        return;
+      }
+      room.held.delete(key);
+      this._deliver(room, next);
+    }
+  }
+
+  /**
+   * After a join's answer: drop the held publications that are stale; if some remain, they
+   * follow a gap: join again to recover it.
+   *
+   * @param {Room} room
+   */
+  _recoverHeld(room) {
+    const { epoch, offset } = /** @type {Position} */ (room.position);
+    for (const [key, held] of room.held) {
+      if (held.epoch !== epoch || held.offset <= offset) {
+        room.held.delete(key);
+      }
+    }
+    if (room.held.size > 0) {
+      this._join(room);
+    }
+  }
+
+  /**
+   * Call the subscribers with one publication; the position moves past it.
+   *
+   * @param {Room} room
+   * @param {Publication} publication
+   */
+  _deliver(room, publication) {
+    room.position = { epoch: publication.epoch, offset: publication.offset };
+    let data;
+    try {
+      data = decodeData(publication);
+    } catch (exc) {
+      this._rpc._emitError(exc);
+      return;
+    }
+    const meta = this._meta(room);
+    for (const subscriber of [...room.subscribers]) {
+      if (room.subscribers.has(subscriber)) {
+        this._rpc._guard(subscriber.callback, data, meta);
+      }
+    }
+  }
+
+  /**
+   * Tell the subscribers that publications were lost, up to the position.
+   *
+   * @param {Room} room
+   */
+  _reset(room) {
+    const meta = this._meta(room);
+    for (const subscriber of [...room.subscribers]) {
+      if (subscriber.onReset !== undefined && room.subscribers.has(subscriber)) {
+        this._rpc._guard(subscriber.onReset, meta);
+      }
+    }
+  }
+
+  // Helpers
+
+  /**
+   * Whether `room` is still subscribed to (a callback may unsubscribe, or close the client).
+   *
+   * @param {Room} room
+   */
+  _isCurrent(room) {
+    return this._rooms.get(room.name) === room;
+  }
+
+  /**
+   * @param {Room} room
+   * @returns {RoomPosition}
+   */
+  _meta(room) {
+    const { epoch, offset } = /** @type {Position} */ (room.position);
+    return Object.freeze({ room: room.name, epoch, offset });
+  }
+
+  /** @param {Room} room */
+  _resolveReady(room) {
+    const meta = this._meta(room);
+    for (const subscriber of room.subscribers) {
+      subscriber.resolve?.(meta);
+      subscriber.resolve = null;
+    }
+  }
+
+  /**
+   * @param {Subscriber} subscriber
+   * @param {unknown} reason
+   */
+  _rejectReady(subscriber, reason) {
+    if (subscriber.resolve !== null) {
+      subscriber.resolve = null;
+      subscriber.reject(reason);
+    }
+  }
+
+  /**
+   * @param {string} what
+   * @param {unknown} exc
+   */
+  _error(what, exc) {
+    this._rpc._emitError(new RPCError(`${what}: ${errorMessage(exc)}`, { cause: exc }));
+  }
+}
+
+/**
+ * @param {unknown} room
+ * @throws {TypeError} unless a non-empty string of at most 200 characters, as the server wants
+ */
+function checkRoom(room) {
+  if (typeof room !== "string") {
+    throw new TypeError(`a room name must be a string, got ${typeof room}`);
+  }
+  // Characters as the server counts them: code points, not UTF-16 units.
+  const tooLong = room.length > MAX_ROOM_NAME && [...room].length > MAX_ROOM_NAME;
+  if (room.length === 0 || tooLong || LONE_SURROGATE.test(room)) {
+    const shown = room.length > 40 ? `${room.slice(0, 40)}…` : room;
+    throw new TypeError(
+      `invalid room name ${JSON.stringify(shown)}: ` +
+        `a non-empty string of at most ${MAX_ROOM_NAME} characters is needed`,
+    );
+  }
+}
+
+/**
+ * @param {unknown} data
+ * @throws {TypeError} for what JSON cannot carry in a publication: bytes, undefined, functions
+ */
+function checkPublishable(data) {
+  if (
+    data instanceof ArrayBuffer ||
+    ArrayBuffer.isView(data) ||
+    (typeof Blob === "function" && data instanceof Blob)
+  ) {
+    throw new TypeError(
+      "cannot publish binary data: a client publishes JSON values, which have no bytes " +
+        "(encode them, e.g. as base64 text; bytes only come from the server)",
+    );
+  }
+  if (data === undefined || typeof data === "function" || typeof data === "symbol") {
+    throw new TypeError(`cannot publish ${String(typeof data)}: data must be a JSON value`);
+  }
+}
+
+/**
+ * @param {unknown} params
+ * @returns {params is Publication}
+ */
+function isPublication(params) {
+  return (
+    isObject(params) &&
+    typeof params.room === "string" &&
+    typeof params.epoch === "string" &&
+    Number.isSafeInteger(params.offset) &&
+    /** @type {number} */ (params.offset) >= 1
+  );
+}
+
+/**
+ * @param {unknown} answer
+ * @returns {answer is {epoch: string, offset: number, recovered: boolean}}
+ */
+function isJoinAnswer(answer) {
+  return (
+    isObject(answer) &&
+    typeof answer.epoch === "string" &&
+    Number.isSafeInteger(answer.offset) &&
+    /** @type {number} */ (answer.offset) >= 0 &&
+    typeof answer.recovered === "boolean"
+  );
+}
+
+/**
+ * A publication's data: its JSON value, or bytes sent as base64 text.
+ *
+ * @param {Publication} publication
+ * @returns {unknown}
+ */
+function decodeData({ room, offset, data, encoding }) {
+  if (encoding === undefined) {
+    return data;
+  }
+  const what = `publication ${offset} of room ${room}`;
+  if (encoding !== "base64" || typeof data !== "string") {
+    throw new RPCError(`${what}: unknown encoding ${JSON.stringify(encoding)}`);
+  }
+  let binary;
+  try {
+    binary = atob(data);
+  } catch (exc) {
+    throw new RPCError(`${what}: invalid base64: ${errorMessage(exc)}`, { cause: exc });
+  }
+  const bytes = new Uint8Array(binary.length);
+  for (let index = 0; index < binary.length; index++) {
+    bytes[index] = binary.charCodeAt(index);
+  }
+  return bytes;
+}
+
+/**
+ * A key for a position: the offset first, so that no epoch can make two positions collide.
+ *
+ * @param {Position} position
+ */
+function positionKey({ epoch, offset }) {
+  return `${offset} ${epoch}`;
+}
+
+/**
+ * The later of two positions: `b` if it is in another epoch (it came later), else the higher.
+ *
+ * @param {Position | null} a
+ * @param {Position} b
+ * @returns {Position}
+ */
+function newer(a, b) {
+  if (a === null || a.epoch !== b.epoch || b.offset > a.offset) {
+    return { epoch: b.epoch, offset: b.offset };
+  }
+  return a;
+}
+
+/**
+ * The highest position in the epoch of `at`, among `at` and `others`.
+ *
+ * @param {Position} at
+ * @param {(Position | null)[]} others
+ * @returns {Position}
+ */
+function highest(at, others) {
+  let result = at;
+  for (const other of others) {
+    if (other !== null && other.epoch === at.epoch && other.offset > result.offset) {
+      result = { epoch: other.epoch, offset: other.offset };
+    }
+  }
+  return result;
 }
 
 // Module helpers
