@@ -49,3 +49,27 @@ def unix_path(tmp_path: Path) -> Iterator[str]:
     if len(os.fsencode(path)) > 100:  # pragma: no cover
         pytest.skip(f"temporary path too long for a Unix socket: {path}")
     yield str(path)
+
+
+# A real redis-server (tests/redis_server.py), for the brokers of tests/pubsub.
+
+import redis_server as redis_server_module  # noqa: E402
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[redis_server_module.RedisServer]:
+    """A ``redis-server`` of its own for the test, on a free loopback port, that can be
+    killed and restarted; skips (fails under ``CI=true``) without redis-server or the
+    ``redis`` package."""
+    server = redis_server_module.RedisServer(redis_server_module.require_redis(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: redis_server_module.RedisServer) -> str:
+    """The URL of :func:`redis_server`."""
+    return redis_server.url

@@ -27,7 +27,9 @@
     │   ├── RemoteError                  the remote end answered a call with an error
     │   ├── CallTimeout (+TimeoutError)  a call got no answer within its timeout
     │   └── ConnectionLost               the connection closed before a call got its answer
-    └── BrokerError                      (the pub/sub layer; see socketeer.pubsub)
+    └── BrokerError                      the pub/sub layer (socketeer.pubsub)
+        ├── BrokerUnavailable (+ConnectionError) the broker cannot be reached right now
+        └── SlowConsumer                 a member could not keep up with its rooms
 
 Local faults (misuse of the API) raise at once. Peer faults never escape
 :meth:`~socketeer.protocol.Protocol.receive_data`: the protocol fails the connection with the
@@ -73,6 +75,8 @@ __all__ = [
     "CallTimeout",
     "ConnectionLost",
     "BrokerError",
+    "BrokerUnavailable",
+    "SlowConsumer",
 ]
 
 
@@ -407,3 +411,35 @@ class ConnectionLost(RPCError):
 
 class BrokerError(SocketeerError):
     """Base class for the errors of the pub/sub brokers."""
+
+
+class BrokerUnavailable(BrokerError, ConnectionError):
+    """The broker cannot be reached right now: nothing was published (or read).
+
+    The broker reconnects by itself; the same operation may succeed later.
+    """
+
+
+class SlowConsumer(BrokerError):
+    """A member of a room could not keep up: its write buffer passed its limit.
+
+    Attributes:
+        room: the room whose publication found the member behind.
+        buffered: bytes waiting in the member's write buffer then.
+        limit: the limit it passed.
+    """
+
+    def __init__(self, room: str, buffered: int, limit: int) -> None:
+        self.room = room
+        """The room whose publication found the member behind."""
+        self.buffered = buffered
+        """Bytes waiting in the member's write buffer then."""
+        self.limit = limit
+        """The limit it passed."""
+        super().__init__(room, buffered, limit)
+
+    def __str__(self) -> str:
+        return (
+            f"member of room {self.room} has {self.buffered} bytes waiting to be written, "
+            f"past the limit of {self.limit} bytes"
+        )

@@ -705,6 +705,106 @@ class TestClose:
                 await ws.recv()
 
 
+@pytest.mark.parametrize("side", SIDES)
+class TestCloseCallback:
+    async def test_called_once_closed(self, side: Side) -> None:
+        async with connection_pair(side) as (ws, peer):
+            calls: list[Connection] = []
+            ws.add_close_callback(calls.append)
+            await asyncio.sleep(0)
+            assert calls == []  # not while open
+            await peer.close()
+            await ws.wait_closed()
+            assert calls == [ws]
+
+    async def test_before_wait_closed_returns(self, side: Side) -> None:
+        async with connection_pair(side) as (ws, _):
+            calls: list[Connection] = []
+            waiting = asyncio.create_task(ws.wait_closed())
+            await asyncio.sleep(0)  # wait_closed() waits before the callback is added
+            ws.add_close_callback(calls.append)
+            await ws.close()
+            assert calls == [ws]
+            await waiting
+
+    async def test_in_order_added(self, side: Side) -> None:
+        async with connection_pair(side) as (ws, _):
+            calls: list[int] = []
+            ws.add_close_callback(lambda _: calls.append(1))
+            ws.add_close_callback(lambda _: calls.append(2))
+            await ws.close()
+            assert calls == [1, 2]
+
+    async def test_removed(self, side: Side) -> None:
+        async with connection_pair(side) as (ws, _):
+            calls: list[Connection] = []
+            remove = ws.add_close_callback(calls.append)
+            remove()
+            remove()  # twice: nothing happens
+            await ws.close()
+            await asyncio.sleep(0)
+            assert calls == []
+            remove()  # once closed: nothing happens
+
+    async def test_removed_while_running(self, side: Side) -> None:
+        async with connection_pair(side) as (ws, _):
+            calls: list[str] = []
+            removers: list[Callable[[], None]] = []
+
+            def first(connection: Connection) -> None:
+                calls.append("first")
+                for remove in removers:  # itself, and the next one: too late for both
+                    remove()
+
+            removers.append(ws.add_close_callback(first))
+            removers.append(ws.add_close_callback(lambda _: calls.append("second")))
+            await ws.close()
+            assert calls == ["first", "second"]
+
+    async def test_removed_once_closed(self, side: Side) -> None:
+        async with connection_pair(side) as (ws, _):
+            await ws.close()
+            calls: list[Connection] = []
+            remove = ws.add_close_callback(calls.append)
+            remove()
+            await asyncio.sleep(0)
+            assert calls == []
+
+    async def test_error_logged_once_closed(
+        self, side: Side, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with connection_pair(side) as (ws, _):
+            await ws.close()
+
+            def fail(connection: Connection) -> None:
+                raise RuntimeError("oops")
+
+            ws.add_close_callback(fail)
+            await until(lambda: bool(caplog.records))
+            assert [r.getMessage() for r in caplog.records] == ["close callback failed"]
+
+    async def test_error_logged(self, side: Side, caplog: pytest.LogCaptureFixture) -> None:
+        async with connection_pair(side) as (ws, _):
+            calls: list[Connection] = []
+
+            def fail(connection: Connection) -> None:
+                raise RuntimeError("oops")
+
+            ws.add_close_callback(fail)
+            ws.add_close_callback(calls.append)
+            await ws.close()
+            assert calls == [ws]
+            assert [r.getMessage() for r in caplog.records] == ["close callback failed"]
+
+    async def test_added_once_closed(self, side: Side) -> None:
+        async with connection_pair(side) as (ws, _):
+            await ws.close()
+            calls: list[Connection] = []
+            ws.add_close_callback(calls.append)
+            await until(lambda: bool(calls))
+            assert calls == [ws]
+
+
 class Flood:
     """Sends a message on a connection again and again, until stopped."""
 
@@ -1012,6 +1112,52 @@ class TestBroadcast:
                     for client in fast:
                         await client.close()
                     await asyncio.gather(*readers)
+
+    async def test_skipped_connections_collected(self) -> None:
+        gate = asyncio.Event()
+
+        async def fragments() -> AsyncIterator[str]:
+            yield "a"
+            await gate.wait()
+            yield "b"
+
+        async with serve(wait_until_closed, "127.0.0.1", 0) as server:
+            async with clients_of(server, 2) as clients:
+                busy, idle = sorted(
+                    server.connections, key=lambda c: c.remote_address != clients[0].local_address
+                )
+                sending = asyncio.create_task(busy.send(fragments()))
+                await until(lambda: busy.protocol._snd_fragmented)
+                skipped: list[Connection] = []
+                assert broadcast(server.connections, "broadcast", skipped=skipped) == (1, 1)
+                assert skipped == [busy]
+                gate.set()
+                await sending
+                assert await clients[0].recv() == "ab"
+                assert await clients[1].recv() == "broadcast"
+
+    async def test_max_backlog(self) -> None:
+        async with serve(wait_until_closed, "127.0.0.1", 0, compression=None) as server:
+            async with clients_of(server, 1, max_queue=1, compression=None):
+                (slow,) = server.connections
+                message = bytes(range(256)) * 64
+                while transport(slow).get_write_buffer_size() <= slow.options.write_limit:
+                    assert broadcast([slow], message) == (1, 0)
+                    await asyncio.sleep(0)
+                buffered = transport(slow).get_write_buffer_size()
+                # Past write_limit, within max_backlog: written.
+                assert broadcast([slow], message, max_backlog=buffered) == (1, 0)
+                buffered = transport(slow).get_write_buffer_size()
+                skipped: list[Connection] = []
+                assert broadcast([slow], message, max_backlog=buffered - 1, skipped=skipped) == (
+                    0,
+                    1,
+                )
+                assert skipped == [slow]
+                # A lower limit than write_limit applies too.
+                assert broadcast([slow], message, max_backlog=0) == (0, 1)
+                assert transport(slow).get_write_buffer_size() == buffered
+                transport(slow).abort()
 
     async def test_encoded_once_without_compression(self, monkeypatch: pytest.MonkeyPatch) -> None:
         calls = count_calls(monkeypatch, Protocol, "send_text")

@@ -39,7 +39,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Hashable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, Literal, cast, overload
 
@@ -87,6 +95,10 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     Applications get one from :func:`~socketeer.connect` or in a handler of
     :func:`~socketeer.serve`; they do not create it.
     """
+
+    # add_close_callback(): a class attribute until the first one is added, so that
+    # connections without any pay one test, when they close.
+    _close_callbacks: dict[object, Callable[[Connection], object]] | None = None
 
     def __init__(self, protocol: Protocol, options: ConnectionOptions) -> None:
         self.protocol = protocol
@@ -365,6 +377,43 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         """Wait until the connection is closed (the TCP connection ended)."""
         await asyncio.shield(self._closed)
 
+    def add_close_callback(self, callback: Callable[[Connection], object]) -> Callable[[], None]:
+        """Call ``callback(connection)`` once the connection is closed.
+
+        For code that keeps connections in tables (such as :class:`~socketeer.pubsub.Rooms`)
+        and must let go of them when they close, without a task per connection. Callbacks
+        run in the order they were added, when the TCP connection ends, before
+        :meth:`wait_closed` returns to anyone (soon, from the event loop, if the connection
+        is closed already). They must not block; what one raises is logged.
+
+        Returns:
+            A function that removes the callback, if it has not started running yet.
+        """
+        if self._closed.done():
+            return self.loop.call_soon(self._run_close_callback, callback).cancel
+        callbacks = self._close_callbacks
+        if callbacks is None:
+            callbacks = self._close_callbacks = {}
+        key = object()  # the same callback may be added twice, and removed once
+        callbacks[key] = callback
+
+        def remove() -> None:
+            callbacks.pop(key, None)
+
+        return remove
+
+    def _run_close_callbacks(self) -> None:
+        callbacks, self._close_callbacks = self._close_callbacks, None
+        assert callbacks is not None
+        for callback in list(callbacks.values()):  # a callback may remove itself
+            self._run_close_callback(callback)
+
+    def _run_close_callback(self, callback: Callable[[Connection], object]) -> None:
+        try:
+            callback(self)
+        except Exception:
+            self.logger.error("close callback failed", exc_info=True)
+
     # asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -431,6 +480,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self._drain_waiter.set_result(None)
         if not self._closed.done():
             self._closed.set_result(None)
+        if self._close_callbacks:
+            self._run_close_callbacks()
         self.connection_closed(exc)
 
     def connection_closed(self, exc: Exception | None) -> None:
@@ -596,38 +647,53 @@ async def anext_or_none(iterator: AsyncIterator[Data | BytesLike]) -> Data | Byt
         return None
 
 
-def broadcast(connections: Iterable[Connection], message: Data | BytesLike) -> BroadcastResult:
+def broadcast(
+    connections: Iterable[Connection],
+    message: Data | BytesLike,
+    *,
+    max_backlog: int | None = None,
+    skipped: list[Connection] | None = None,
+) -> BroadcastResult:
     """Send a message to many connections at once, waiting for none of them.
 
     The message is encoded once for all the connections that put it on the wire the same way
     (server connections without compression, or with compression without context takeover
     and the same settings), and written to each open connection's transport. A connection
-    whose write buffer is already past its ``write_limit`` is skipped rather than waited
-    for, so a slow client never slows the others nor makes memory grow: the result counts
-    them. Closed and closing connections are ignored.
+    whose write buffer is already past its ``write_limit`` (or ``max_backlog``) is skipped
+    rather than waited for, so a slow client never slows the others nor makes memory grow:
+    the result counts them. Closed and closing connections are ignored.
 
     Args:
         connections: the recipients.
         message: :class:`str` for a text message, bytes-like for a binary one.
+        max_backlog: bytes in a connection's write buffer past which it is skipped; each
+            connection's own ``write_limit`` if ``None``.
+        skipped: a list to append the skipped connections to, for callers that deal with
+            them (e.g. close the slow ones); ``None`` to only count them.
 
     Raises:
         TypeError: if ``message`` is neither.
     """
     message = broadcast_message(message)
     cache: dict[Hashable, list[bytes]] = {}
-    sent = skipped = 0
+    sent = skips = 0
     for connection in connections:
         transport = connection.transport
         if transport is None or connection.protocol.state is not OPEN or transport.is_closing():
             continue
-        if transport.get_write_buffer_size() > connection.options.write_limit:
-            skipped += 1
+        limit = connection.options.write_limit if max_backlog is None else max_backlog
+        if transport.get_write_buffer_size() > limit:
+            skips += 1
+            if skipped is not None:
+                skipped.append(connection)
             continue
         try:
             connection.protocol.send_shared(message, cache)
-        except InvalidState:
-            skipped += 1
+        except InvalidState:  # a fragmented message is underway
+            skips += 1
+            if skipped is not None:
+                skipped.append(connection)
             continue
         connection._write_pending()
         sent += 1
-    return BroadcastResult(sent, skipped)
+    return BroadcastResult(sent, skips)

@@ -16,8 +16,9 @@ handles each item (a batch's in order) without waiting:
   the grammar refuses or that is not registered (-32601), params that do not fit the
   signature (-32602), an invalid message (-32600, -32700);
 - ``$/cancel`` cancels the call it names;
-- a call to run (a request or a notification for a registered method or listener) becomes
-  a *job* and joins the *backlog*.
+- a call to run (a request or a notification for a registered method or listener, or a
+  request for one of the reserved methods that the layers above gave the peer, such as
+  ``$/room/join``) becomes a *job* and joins the *backlog*.
 
 **Running.** A job runs in a task of its own, once one of ``max_concurrency`` slots is free;
 the slot is taken until the job's answer is written (so that a peer that does not read its
@@ -75,6 +76,7 @@ from .messages import (
     DISCOVER_METHOD,
     MAX_BATCH,
     PING_METHOD,
+    RESERVED_METHODS,
     Batch,
     ErrorResponse,
     Invalid,
@@ -352,6 +354,16 @@ else:  # pragma: no cover - Python 3.10
         pass
 
 
+def _check_reserved(reserved: Mapping[str, Method] | None) -> dict[str, Method]:
+    methods = dict(reserved or {})
+    for name, method in methods.items():
+        if not is_reserved_method_name(name) or name in RESERVED_METHODS:
+            raise ValueError(f"{name!r} is not a reserved name free for the layers above")
+        if method.name != name:
+            raise ValueError(f"method {method.name} given as {name}")
+    return methods
+
+
 def _valid_id(value: object) -> TypeGuard[RequestId]:
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
 
@@ -367,6 +379,16 @@ class Peer:
         connection: an open connection.
         routes: the methods the other end may call; none if ``None``.
         options: how calls run; ``PeerOptions()`` if ``None``.
+        reserved: methods served under reserved names, for the layers above: the
+            :class:`~socketeer.rpc.RPC` application gives its peers the ``$/room/`` methods
+            of its rooms. Of the reserved names, only these (and the protocol's own,
+            ``$/ping``, ``$/cancel``, ``rpc.discover``) are reachable; they run as jobs, as
+            the methods of ``routes`` do, but only when requested (a notification for one is
+            ignored), and ``rpc.discover`` does not list them.
+
+    Raises:
+        ValueError: if a name of ``reserved`` is not reserved, is the protocol's own, or is
+            not its method's name.
     """
 
     def __init__(
@@ -374,6 +396,8 @@ class Peer:
         connection: Connection,
         routes: Routes | None = None,
         options: PeerOptions | None = None,
+        *,
+        reserved: Mapping[str, Method] | None = None,
     ) -> None:
         self.connection = connection
         """The WebSocket connection."""
@@ -381,6 +405,7 @@ class Peer:
         """The methods the other end may call, shared by every peer of a server."""
         self.options = PeerOptions() if options is None else options
         """The options."""
+        self._reserved = _check_reserved(reserved)
         self.logger: LoggerLike = connection.logger
         self._loop = asyncio.get_running_loop()
         self._registered = Routes()  # this peer's own methods: register()
@@ -583,7 +608,8 @@ class Peer:
         return [method.describe() for method in methods]
 
     def _lookup(self, name: str) -> Method | None:
-        return self._registered.get(name) or self.routes.get(name)
+        # Routes.get() finds no reserved name, self._reserved nothing else.
+        return self._registered.get(name) or self.routes.get(name) or self._reserved.get(name)
 
     # Running
 

@@ -13,7 +13,10 @@ request before the handshake. That one:
   something else fails at once with a clear status, rather than opening, getting messages
   it cannot read, and being closed.
 
-Then each connection gets a :class:`~socketeer.rpc.Peer` that runs until it closes.
+Then each connection gets a :class:`~socketeer.rpc.Peer` that runs until it closes. Given
+:class:`~socketeer.pubsub.Rooms`, the application also serves the reserved methods of rooms
+(``$/room/join``, ``$/room/leave``, and ``$/room/publish`` if clients may publish; see
+``docs/pubsub.md``) to its peers.
 
 To serve RPC beside other handlers, route by path::
 
@@ -44,6 +47,8 @@ from .routes import Routes
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ..pubsub.rooms import Rooms
+
 __all__ = ["RPC", "Router", "STATIC_FILES"]
 
 STATIC_FILES = {
@@ -67,18 +72,36 @@ class RPC(Routes):
     to (a failing notification, ``on_close``, a result JSON cannot carry) is logged.
 
     Args:
+        rooms: rooms that clients may join and leave (``$/room/join``, ``$/room/leave``),
+            receiving their publications as ``$/room/message`` notifications; a peer
+            leaves all its rooms when it closes. Methods join clients to rooms themselves
+            with ``await rooms.join(current_peer(), room)``.
+        client_publish: let clients publish to any room (``$/room/publish``); without it
+            that method is not found (-32601), and only the application publishes.
         options: the fields of :class:`~socketeer.rpc.PeerOptions` (``debug``,
             ``max_concurrency``, ``execution_timeout``, ``call_timeout``, ``max_batch``),
             for every connection.
 
     Raises:
-        TypeError, ValueError: if an option is invalid.
+        TypeError, ValueError: if an option is invalid, or ``client_publish`` is given
+            without ``rooms``.
     """
 
-    def __init__(self, **options: Unpack[PeerOptionsDict]) -> None:
+    def __init__(
+        self,
+        *,
+        rooms: Rooms | None = None,
+        client_publish: bool = False,
+        **options: Unpack[PeerOptionsDict],
+    ) -> None:
         super().__init__()
         self.options = PeerOptions(**options)
         """The options of the peers of its connections."""
+        if client_publish and rooms is None:
+            raise ValueError("client_publish needs rooms")
+        self.rooms = rooms
+        """The rooms its clients may join, if any."""
+        self._reserved = {} if rooms is None else rooms.rpc_methods(client_publish=client_publish)
 
     @property
     def subprotocols(self) -> Sequence[Subprotocol]:
@@ -96,7 +119,7 @@ class RPC(Routes):
             reason = f"subprotocol {SUBPROTOCOL} required"
             await connection.close(CloseCode.POLICY_VIOLATION, reason)
             return
-        await Peer(connection, self, self.options).run()
+        await Peer(connection, self, self.options, reserved=self._reserved).run()
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Serve the browser client, refuse handshakes without the subprotocol, or return
