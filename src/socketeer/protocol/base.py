@@ -83,6 +83,25 @@ _READ_INTO_ABOVE = 65_536
 _READ_INTO_MAX = 67_108_864
 
 
+# What a peer's fault raises while frames are parsed: each fails the connection with its code.
+_PEER_FAULTS = (ProtocolError, UnicodeDecodeError, PayloadTooBig)
+
+
+def _frame(first_byte: int, payload: bytes) -> Frame:
+    """The frame of a first byte (FIN, RSV1-3, opcode, checked already) and a payload."""
+    return _new_frame(
+        Frame,
+        (
+            _OPCODES[first_byte & 0x0F],
+            payload,
+            first_byte & 0x80 != 0,
+            first_byte & 0x40 != 0,
+            first_byte & 0x20 != 0,
+            first_byte & 0x10 != 0,
+        ),
+    )
+
+
 class Side(enum.IntEnum):
     """Which end of the connection a protocol object plays."""
 
@@ -387,27 +406,10 @@ class Protocol:
             pass
         if self._into_mask is not None:
             into.unmask(self._into_mask)
-        first_byte = self._into_first_byte
-        frame = _new_frame(
-            Frame,
-            (
-                _OPCODES[first_byte & 0x0F],
-                into.take(),
-                first_byte & 0x80 != 0,
-                first_byte & 0x40 != 0,
-                first_byte & 0x20 != 0,
-                first_byte & 0x10 != 0,
-            ),
-        )
         try:
-            self._receive_frame(frame)
-        except ProtocolError as exc:
-            self._fail_from_peer(CloseCode.PROTOCOL_ERROR, str(exc), exc)
-        except UnicodeDecodeError as exc:
-            reason = f"invalid UTF-8: {exc.reason}"
-            self._fail_from_peer(CloseCode.INVALID_FRAME_PAYLOAD_DATA, reason, exc)
-        except PayloadTooBig as exc:
-            self._fail_from_peer(CloseCode.MESSAGE_TOO_BIG, str(exc), exc)
+            self._receive_frame(_frame(self._into_first_byte, into.take()))
+        except _PEER_FAULTS as exc:
+            self._fail_on_fault(exc)
 
     def _drop_payload(self) -> None:
         """Forget the payload read in place, if any."""
@@ -527,25 +529,9 @@ class Protocol:
                     continue
                 if first_byte & 0x08 == 0:
                     self._check_size(first_byte, len(payload))
-                frame = _new_frame(
-                    Frame,
-                    (
-                        _OPCODES[first_byte & 0x0F],
-                        payload,
-                        first_byte & 0x80 != 0,
-                        first_byte & 0x40 != 0,
-                        first_byte & 0x20 != 0,
-                        first_byte & 0x10 != 0,
-                    ),
-                )
-                self._receive_frame(frame)
-        except ProtocolError as exc:
-            self._fail_from_peer(CloseCode.PROTOCOL_ERROR, str(exc), exc)
-        except UnicodeDecodeError as exc:
-            reason = f"invalid UTF-8: {exc.reason}"
-            self._fail_from_peer(CloseCode.INVALID_FRAME_PAYLOAD_DATA, reason, exc)
-        except PayloadTooBig as exc:
-            self._fail_from_peer(CloseCode.MESSAGE_TOO_BIG, str(exc), exc)
+                self._receive_frame(_frame(first_byte, payload))
+        except _PEER_FAULTS as exc:
+            self._fail_on_fault(exc)
         if self._discard:
             self._buffer.clear()
         elif self._into is not None:  # the rest of the buffer went to payload_buffer
@@ -922,6 +908,16 @@ class Protocol:
         # handshake to wait for (before the connection opens, or when no close was sent).
         if not self.eof_sent and (self.side is SERVER or self.close_sent is None):
             self._send_eof()
+
+    def _fail_on_fault(self, exc: ProtocolError | UnicodeDecodeError | PayloadTooBig) -> None:
+        """Fail the connection because of a fault of the peer, with the close code for it."""
+        if isinstance(exc, UnicodeDecodeError):
+            reason = f"invalid UTF-8: {exc.reason}"
+            self._fail_from_peer(CloseCode.INVALID_FRAME_PAYLOAD_DATA, reason, exc)
+        elif isinstance(exc, PayloadTooBig):
+            self._fail_from_peer(CloseCode.MESSAGE_TOO_BIG, str(exc), exc)
+        else:
+            self._fail_from_peer(CloseCode.PROTOCOL_ERROR, str(exc), exc)
 
     def _fail_from_peer(self, code: int, reason: str, exc: Exception) -> None:
         self.parser_exc = exc
