@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -76,12 +75,12 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 from ..asyncio.connection import Connection, broadcast
 from ..exceptions import InvalidState, SlowConsumer
 from ..protocol.frames import CloseCode
-from ..rpc.messages import Notification, Params, serialize
+from ..rpc.messages import Notification, serialize
 
 # The RPC codec's JSON encoder: json's output, written by orjson when it agrees.
 from ..rpc.messages import _dumps as _dump_json
-from ..rpc.peer import Peer, current_peer
-from ..rpc.routes import InvalidArguments, Method
+from ..rpc.peer import Peer
+from ..rpc.routes import Method
 from ..typedefs import BytesLike, JSONValue
 from .brokers import Broker, broker_from_url
 from .brokers.base import History, Position, PresenceEntry, Publication, Retention
@@ -790,124 +789,12 @@ class Rooms:
         Args:
             client_publish: include ``$/room/publish``, so that clients may publish.
         """
-        functions: dict[str, Callable[..., Any]] = {
-            JOIN_METHOD: self._rpc_join,
-            LEAVE_METHOD: self._rpc_leave,
-        }
-        if client_publish:
-            functions[PUBLISH_METHOD] = self._rpc_publish
-        return {
-            name: _RoomMethod(name, function, inspect.signature(function))
-            for name, function in functions.items()
-        }
+        from .rpc import room_methods
 
-    async def _rpc_join(self, params: _JoinParams) -> JSONValue:
-        result = await self.join(current_peer(), params.room, since=params.since)
-        epoch, offset = result.position
-        return {"epoch": epoch, "offset": offset, "recovered": result.recovered}
-
-    async def _rpc_leave(self, params: _RoomParams) -> JSONValue:
-        await self.leave(current_peer(), params.room)
-        return None
-
-    async def _rpc_publish(self, params: _PublishParams) -> JSONValue:
-        epoch, offset = await self.publish(params.room, params.data)
-        return {"epoch": epoch, "offset": offset}
+        return room_methods(self, client_publish=client_publish)
 
 
 def _log_bad(publication: Publication, exc: Exception) -> None:
     logger.error(
         "publication %s of room %s dropped: %s", publication.offset, publication.room, exc
     )
-
-
-# The params of the reserved methods: checked when the call is read, so that bad ones are
-# answered -32602 at once.
-
-
-class _RoomParams(NamedTuple):
-    room: str
-
-
-class _JoinParams(NamedTuple):
-    room: str
-    since: Position | None
-
-
-class _PublishParams(NamedTuple):
-    room: str
-    data: JSONValue
-
-
-def _object(params: Params, allowed: tuple[str, ...]) -> Mapping[str, JSONValue]:
-    if not isinstance(params, Mapping):
-        members = ", ".join(allowed)
-        raise InvalidArguments(f"params must be an object with members {members}")
-    for name in params:
-        if name not in allowed:
-            raise InvalidArguments(f"unexpected argument {name!r}")
-    return params
-
-
-def _room_param(params: Mapping[str, JSONValue]) -> str:
-    if "room" not in params:
-        raise InvalidArguments("missing argument 'room'")
-    room = params["room"]
-    if not isinstance(room, str) or not 0 < len(room) <= MAX_ROOM_NAME:
-        raise InvalidArguments(
-            f"room must be a string of 1 to {MAX_ROOM_NAME} characters, got {_json_repr(room)}"
-        )
-    return room
-
-
-def _json_repr(value: JSONValue) -> str:
-    if isinstance(value, str):
-        return f"a string of {len(value)} characters"
-    return type(value).__name__
-
-
-def _since_param(since: JSONValue) -> Position | None:
-    if since is None:
-        return None
-    if isinstance(since, dict) and set(since) == {"epoch", "offset"}:
-        epoch, offset = since["epoch"], since["offset"]
-        if (
-            isinstance(epoch, str)
-            and isinstance(offset, int)
-            and not isinstance(offset, bool)
-            and offset >= 0
-        ):
-            return Position(epoch, offset)
-    raise InvalidArguments('since must be {"epoch": string, "offset": integer >= 0} or null')
-
-
-def _parse_join(params: Params) -> _JoinParams:
-    checked = _object(params, ("room", "since"))
-    return _JoinParams(_room_param(checked), _since_param(checked.get("since")))
-
-
-def _parse_leave(params: Params) -> _RoomParams:
-    return _RoomParams(_room_param(_object(params, ("room",))))
-
-
-def _parse_publish(params: Params) -> _PublishParams:
-    checked = _object(params, ("room", "data"))
-    room = _room_param(checked)
-    if "data" not in checked:
-        raise InvalidArguments("missing argument 'data'")
-    return _PublishParams(room, checked["data"])
-
-
-_PARSERS: dict[str, Callable[[Params], NamedTuple]] = {
-    JOIN_METHOD: _parse_join,
-    LEAVE_METHOD: _parse_leave,
-    PUBLISH_METHOD: _parse_publish,
-}
-
-
-class _RoomMethod(Method):
-    """A ``$/room/`` method: its params are checked as ``docs/pubsub.md`` specifies, and
-    passed to the function as one named tuple."""
-
-    def bind(self, params: Params) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return (_PARSERS[self.name](params),), {}
