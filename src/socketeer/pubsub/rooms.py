@@ -494,7 +494,7 @@ class Rooms:
             if not state.seated(seat):  # left or closed meanwhile
                 await broker.remove_presence(room, seat.member.id)
                 return JoinResult(history.position, False)
-            await self._catch_up(state, seat, since, history)
+            await self._catch_up(state, seat, since, history, new)
         except BaseException:
             self._abandon(state, seat, new)
             raise
@@ -523,20 +523,31 @@ class Rooms:
         return state, seat, True
 
     async def _catch_up(
-        self, state: _Room, seat: _Seat, since: Position | None, history: History
+        self, state: _Room, seat: _Seat, since: Position | None, history: History, new: bool
     ) -> None:
-        """Send the missed publications, then those held back after them; go live."""
+        """Send the missed publications, then those held back after them; go live.
+
+        Held back publications up to the history's position are skipped when they were
+        sent from the history, or when the member is new (it joins at that position); a
+        member that was in the room already gets every one it was not sent.
+        """
         position = history.position
-        if since is not None and history.complete:
+        recovered = since is not None and history.complete
+        if recovered:
             for publication in history.publications:
                 if publication.offset <= position.offset:
                     await self._send(state, seat, _Wire(publication))
+        skip = recovered or new
         while seat.held:
             held, seat.held, seat.held_bytes = seat.held, [], 0
             for wire in held:
                 publication = wire.publication
-                if publication.epoch == position.epoch and publication.offset <= position.offset:
-                    continue  # missed, and sent above (or before the position asked for)
+                if (
+                    skip
+                    and publication.epoch == position.epoch
+                    and publication.offset <= position.offset
+                ):
+                    continue  # sent above, or before the position the member joins at
                 await self._send(state, seat, wire)
         state.go_live(seat)
 
