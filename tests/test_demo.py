@@ -20,6 +20,21 @@ from raw_http import http_get
 from socketeer.__main__ import main as socketeer_main
 from socketeer.demo import MAX_SIZE, demo_server, run
 from socketeer.demo.counter import parse_action
+from socketeer.demo.rooms import (
+    ANONYMOUS,
+    BURST_PERIOD,
+    CHAT_ROOM,
+    HISTORY,
+    MAX_BURST,
+    MAX_NAME,
+    MAX_TEXT,
+    PEOPLE,
+    Chat,
+    RateLimit,
+    chat_rooms,
+    clean_text,
+    rooms_app,
+)
 from socketeer.typedefs import Origin
 
 TIMEOUT = 5.0
@@ -338,3 +353,209 @@ def test_bad_command_line_exits_with_usage(
         socketeer_main(argv)
     assert raised.value.code == 2
     assert "usage: python -m socketeer" in capsys.readouterr().err
+
+
+# The rooms demo
+
+
+def test_chat_cleans_checks_and_publishes_messages() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            uri = f"ws://127.0.0.1:{port}/rpc/rooms"
+            async with socketeer.rpc.connect(uri) as page:
+                joined = await page.call("$/room/join", room=CHAT_ROOM)
+                epoch = joined["epoch"]
+                assert await page.call("chat.recent") == []
+
+                said = await page.call("chat.say", " Ann\u202e\x00 ", "  hi\n\tthere\x07 ")
+                assert said == {"epoch": epoch, "offset": 1}
+                assert await page.call("chat.say", "", "é" * MAX_TEXT) == {
+                    "epoch": epoch,
+                    "offset": 2,
+                }
+                recent = await page.call("chat.recent")
+                assert [(m["epoch"], m["offset"]) for m in recent] == [(epoch, 1), (epoch, 2)]
+                assert [m["data"]["name"] for m in recent] == ["Ann", ANONYMOUS]
+                assert [m["data"]["text"] for m in recent] == ["hi there", "é" * MAX_TEXT]
+                assert all(isinstance(m["data"]["time"], int) for m in recent)
+
+                refused: dict[str, tuple[list[object], str]] = {
+                    "too-long": (["Ann", "x" * (MAX_TEXT + 1)], "ValueError"),
+                    "empty": (["Ann", " \x00\u202e\n "], "ValueError"),
+                    "not-a-string": (["Ann", 42], "TypeError"),
+                    "name-too-long": (["x" * (MAX_NAME + 1), "hi"], "ValueError"),
+                    "name-not-a-string": ([None, "hi"], "TypeError"),
+                }
+                for args, type_name in refused.values():
+                    with pytest.raises(socketeer.RemoteError) as raised:
+                        await page.call("chat.say", *args)
+                    assert raised.value.type_name == type_name
+                assert str(raised.value) == "TypeError: name must be a string, got NoneType"
+                assert len(await page.call("chat.recent")) == 2  # refused: not published
+
+            # Clients may join rooms, but not publish to them.
+            async with socketeer.rpc.connect(uri) as page:
+                with pytest.raises(socketeer.RemoteError) as raised:
+                    await page.call("$/room/publish", room=CHAT_ROOM, data="hi")
+                assert raised.value.code == -32601
+
+            # A browser may send lone surrogates (JSON escapes): they are removed too.
+            subprotocols = [socketeer.rpc.SUBPROTOCOL]
+            async with socketeer.connect(uri, subprotocols=subprotocols) as ws:
+                params = '["\\ud800Ann", "\\udfffhi \\ud83d"]'
+                await ws.send(f'{{"jsonrpc":"2.0","id":1,"method":"chat.say","params":{params}}}')
+                answer = await recv_json(ws)
+                assert answer["result"] == {"epoch": epoch, "offset": 3}
+                await ws.send('{"jsonrpc":"2.0","id":2,"method":"chat.recent"}')
+                data = (await recv_json(ws))["result"][-1]["data"]
+                assert (data["name"], data["text"]) == ("Ann", "hi")
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "text, cleaned",
+    [
+        ("hello", "hello"),
+        ("  two\n\nlines\r\n", "two lines"),
+        ("tab\there\u00a0and\u2028there", "tab here and there"),
+        ("bell\x07 del\x7f c1\x85 nul\x00", "bell del c1 nul"),
+        ("\u202eevil\u202c \u2067isolate\u2069", "evil isolate"),
+        ("lone \ud800 surrogate", "lone surrogate"),
+        ("emoji 👩\u200d💻 and 𝄞", "emoji 👩\u200d💻 and 𝄞"),  # a joiner is no control
+        (" \x00 ", ""),
+    ],
+)
+def test_chat_text_is_cleaned(text: str, cleaned: str) -> None:
+    assert clean_text(text, limit=100) == cleaned
+
+
+def test_chat_text_limit_counts_characters_once_cleaned() -> None:
+    assert clean_text("𝄞" * 5 + "\x00" * 10, limit=5) == "𝄞" * 5
+    with pytest.raises(ValueError, match="^name of 6 characters exceeds limit of 5 characters$"):
+        clean_text("𝄞" * 6, limit=5, what="name")
+    with pytest.raises(TypeError, match="^message must be a string, got bytes$"):
+        clean_text(b"hi", limit=5)
+
+
+def test_rate_limit_is_a_sliding_window() -> None:
+    now = 100.0
+    rate = RateLimit(2, 10.0, clock=lambda: now)
+    rate.check()
+    now += 5
+    rate.check()
+    with pytest.raises(ValueError, match="^more than 2 messages in 10 seconds$"):
+        rate.check()
+    now += 5  # the first one left the window
+    rate.check()
+    with pytest.raises(ValueError):
+        rate.check()  # the second one is still in it
+
+
+def test_chat_limits_each_tab_s_rate_of_valid_messages() -> None:
+    async def scenario() -> None:
+        now = 0.0
+        async with (
+            chat_rooms() as rooms,
+            socketeer.serve(rooms_app(rooms, clock=lambda: now), "127.0.0.1", 0) as server,
+        ):
+            uri = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+            async with socketeer.rpc.connect(uri) as page, socketeer.rpc.connect(uri) as other:
+                for n in range(MAX_BURST):
+                    with pytest.raises(socketeer.RemoteError):
+                        await page.call("chat.say", "Ann", "")  # refused ones don't count
+                    await page.call("chat.say", "Ann", f"message {n}")
+                with pytest.raises(socketeer.RemoteError) as raised:
+                    await page.call("chat.say", "Ann", "once too often")
+                assert str(raised.value) == "ValueError: more than 5 messages in 10 seconds"
+                await other.call("chat.say", "Bob", "a tab of my own")  # its own limit
+                now += BURST_PERIOD
+                await page.call("chat.say", "Ann", "later")
+                texts = [m["data"]["text"] for m in await page.call("chat.recent")]
+                assert texts[-2:] == ["a tab of my own", "later"]
+                assert len(texts) == MAX_BURST + 2
+
+    asyncio.run(scenario())
+
+
+def test_chat_keeps_recent_messages_within_the_history_window() -> None:
+    async def scenario() -> None:
+        now = 0.0
+        async with chat_rooms() as rooms:
+            chat = Chat(rooms, clock=lambda: now, wall_clock=lambda: 1.5)
+            for n in range(HISTORY.size + 2):
+                await chat.say(chat.message("Ann", f"message {n}"))
+                now += 1
+            recent = chat.recent()
+            assert len(recent) == HISTORY.size
+            epoch = recent[0]["epoch"]
+            assert recent[0] == {
+                "epoch": epoch,
+                "offset": 3,
+                "data": {"name": "Ann", "text": "message 2", "time": 1500},
+            }
+            assert HISTORY.ttl is not None
+            now += HISTORY.ttl - HISTORY.size  # the oldest one is 10 minutes old
+            recent = chat.recent()
+            assert [m["offset"] for m in recent] == [*range(4, HISTORY.size + 3)]
+            assert {m["epoch"] for m in recent} == {epoch}
+            now += HISTORY.size
+            assert chat.recent() == []
+
+    asyncio.run(scenario())
+
+
+def test_chat_counts_people_and_tells_them() -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            uri = f"ws://127.0.0.1:{port}/rpc/rooms"
+            counts: asyncio.Queue[int] = asyncio.Queue()
+
+            async def told() -> int:
+                return await asyncio.wait_for(counts.get(), TIMEOUT)
+
+            async with socketeer.rpc.connect(uri) as alice:
+                alice.on(PEOPLE, counts.put_nowait)
+                await alice.call("$/room/join", room=CHAT_ROOM)
+                assert await alice.call("chat.enter") == 1
+                assert await told() == 1
+                async with socketeer.rpc.connect(uri) as bob:
+                    await bob.call("$/room/join", room=CHAT_ROOM)
+                    assert await bob.call("chat.enter") == 2
+                    assert await told() == 2
+                assert await told() == 1  # Bob left
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "path, content_type, snippet",
+    [
+        ("/", "text/html", b'href="/rooms"'),
+        ("/rooms", "text/html", b'src="rooms.js"'),
+        ("/rooms.js", "text/javascript", b"rpc.subscribe(\n  ROOM,"),
+    ],
+)
+def test_rooms_page_is_served(path: str, content_type: str, snippet: bytes) -> None:
+    async def scenario() -> None:
+        async with running_demo() as port:
+            status, headers, body = await http_get(port, path)
+            assert status == 200
+            assert headers["content-type"] == f"{content_type}; charset=utf-8"
+            assert snippet in body
+
+    asyncio.run(scenario())
+
+
+def test_demo_server_closes_the_rooms_on_exit() -> None:
+    async def scenario() -> None:
+        rooms = chat_rooms()
+        async with demo_server("127.0.0.1", 0, rooms=rooms) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with socketeer.rpc.connect(f"ws://127.0.0.1:{port}/rpc/rooms") as page:
+                await page.call("$/room/join", room=CHAT_ROOM)
+                assert len(rooms.members(CHAT_ROOM)) == 1
+        with pytest.raises(socketeer.InvalidState):
+            await rooms.publish(CHAT_ROOM, "too late")
+
+    asyncio.run(scenario())
