@@ -137,7 +137,8 @@ def handler_maker(handler: object, base: type[H]) -> Callable[[], H] | None:
         base: the ``Handler`` class of the driver.
 
     Raises:
-        TypeError: if ``handler`` is a handler instance, or a handler of the other driver.
+        TypeError: if ``handler`` is a handler instance, a handler of the other driver, or
+            not callable.
     """
     kind: type[HandlerBase]
     if isinstance(handler, HandlerFactory):
@@ -149,8 +150,10 @@ def handler_maker(handler: object, base: type[H]) -> Callable[[], H] | None:
             f"got a {type(handler).__name__} instance; pass the class, or "
             "Handler.factory(make), so that each connection gets its own instance"
         )
-    else:
+    elif callable(handler):
         return None
+    else:
+        raise TypeError(f"handler must be callable, got {type(handler).__name__}")
     if not issubclass(kind, base):
         raise TypeError(
             f"{kind.__module__}.{kind.__qualname__} is not a subclass of "

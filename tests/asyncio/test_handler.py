@@ -361,6 +361,10 @@ class TestAdapter:
         with pytest.raises(TypeError, match="instance"):
             serve(Recorder(), "127.0.0.1", 0)  # type: ignore[arg-type]
 
+    async def test_refuses_what_is_not_callable(self) -> None:
+        with pytest.raises(TypeError, match="handler must be callable, got int"):
+            serve(42, "127.0.0.1", 0)  # type: ignore[arg-type]
+
     async def test_refuses_other_driver(self) -> None:
         with pytest.raises(TypeError, match="socketeer.asyncio.handler.Handler"):
             serve(socketeer.sync.Handler, "127.0.0.1", 0)  # type: ignore[arg-type]

@@ -623,6 +623,43 @@ def test_broker_from_url_redis(url: str, monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(broker_from_url(), RedisBroker)
 
 
+def test_broker_from_url_redis_options() -> None:
+    try:
+        from socketeer.pubsub.brokers.redis import RedisBroker
+    except ImportError:
+        missing("Python package 'redis'", "pip install redis")
+
+    broker = broker_from_url(
+        "redis://127.0.0.1:1/0?presence_ttl=2.5&timeout=1&idle_expiry=none&prefix=app:"
+    )
+    assert isinstance(broker, RedisBroker)
+    assert (broker.presence_ttl, broker.timeout, broker.idle_expiry, broker.prefix) == (
+        2.5,
+        1.0,
+        None,
+        "app:",
+    )
+    assert broker_from_url("redis://127.0.0.1:1/0?idle_expiry=60").idle_expiry == 60.0
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://h/0?presence_ttl=soon", "presence_ttl must be a number of seconds"),
+        ("redis://h/0?timeout=1&timeout=2", "broker URL gives timeout twice"),
+        ("redis://h/0?presence_ttl=0", "presence_ttl must be > 0"),
+    ],
+)
+def test_broker_from_url_bad_redis_options(url: str, message: str) -> None:
+    try:
+        import socketeer.pubsub.brokers.redis  # noqa: F401
+    except ImportError:
+        missing("Python package 'redis'", "pip install redis")
+
+    with pytest.raises(ValueError, match=message):
+        broker_from_url(url)
+
+
 @pytest.mark.parametrize("url", ["http://localhost", "localhost:6379", "Memory"])
 def test_broker_from_url_refuses_other_schemes(url: str) -> None:
     with pytest.raises(ValueError, match="broker URL must start with memory:// or redis://"):

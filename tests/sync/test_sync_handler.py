@@ -243,6 +243,8 @@ def test_refuses_instances_and_other_driver() -> None:
         socketeer.sync.serve(socketeer.Handler, "127.0.0.1", 0)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         socketeer.sync.run("ws://127.0.0.1:1/", lambda ws: None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="handler must be callable, got int"):
+        socketeer.sync.serve(42, "127.0.0.1", 0)  # type: ignore[arg-type]
 
     def handler(ws: ServerConnection) -> None:
         pass

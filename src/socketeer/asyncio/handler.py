@@ -81,8 +81,8 @@ def connection_handler(
     a coroutine function that makes a new instance and drives its events.
 
     Raises:
-        TypeError: if ``handler`` is a :class:`Handler` instance, or a handler of the
-            threaded driver.
+        TypeError: if ``handler`` is a :class:`Handler` instance, a handler of the threaded
+            driver, or not callable.
     """
     make = handler_maker(handler, Handler)
     if make is None:

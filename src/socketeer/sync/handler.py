@@ -79,8 +79,8 @@ def connection_handler(handler: Callable[[C], Any] | HandlerClass) -> Callable[[
     a function that makes a new instance and drives its events.
 
     Raises:
-        TypeError: if ``handler`` is a :class:`Handler` instance, or a handler of the asyncio
-            driver.
+        TypeError: if ``handler`` is a :class:`Handler` instance, a handler of the asyncio
+            driver, or not callable.
     """
     make = handler_maker(handler, Handler)
     if make is None:
