@@ -27,7 +27,7 @@ from typing import NoReturn, Protocol, cast
 
 __all__ = ["main", "COMMANDS", "CommandError", "one_line"]
 
-COMMANDS = ("demo", "serve")
+COMMANDS = ("connect", "demo", "serve", "echo", "bench", "rpc")
 """The commands, in the order ``--help`` lists them: each is the module of that name."""
 
 

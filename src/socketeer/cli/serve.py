@@ -24,22 +24,32 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import importlib
 import logging
 import os
-import signal
 import socket
 import ssl
 import sys
 import urllib.parse
-from collections.abc import Callable, Iterator
-from types import FrameType, ModuleType
-from typing import Any
+from collections.abc import Callable
+from types import ModuleType
 
 from ..asyncio.server import Server, serve
 from ..options import CLOSE_TIMEOUT
 from . import CommandError, one_line
-from ._listen import Listeners
+from ._app import app_spec, load_app
+from ._serving import (
+    DEFAULT_HOST,
+    LOG_FORMAT,
+    LOG_LEVELS,
+    add_listen_arguments,
+    add_log_level,
+    check_listen_arguments,
+    handle_stop_signals,
+    listen,
+    print_url,
+    run_loop,
+    sigterm_interrupts,
+)
 from ._supervisor import Supervisor
 
 __all__ = [
@@ -64,16 +74,10 @@ DESCRIPTION = (
 )
 """What ``--help`` says of the command."""
 
-DEFAULT_HOST = "127.0.0.1"
-"""Where to listen without ``--host``: this machine only."""
 DEFAULT_PORT = 8000
 """The TCP port without ``--port``."""
 MAX_WORKERS = 1024
 """The most workers ``--workers`` accepts."""
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-"""The values of ``--log-level``."""
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"
-"""How log lines look: the process id tells the workers apart."""
 
 logger = logging.getLogger("socketeer.server")
 
@@ -86,15 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "app",
         metavar="MODULE:ATTR",
-        type=_app_spec,
+        type=app_spec,
         help="what to serve: attribute ATTR of module MODULE, e.g. app:handler",
     )
     where = parser.add_argument_group("where to listen")
-    where.add_argument("--host", help=f"a host name or address (default: {DEFAULT_HOST})")
-    where.add_argument(
-        "--port", type=_port, help=f"TCP port, 0 for any free one (default: {DEFAULT_PORT})"
-    )
-    where.add_argument("--unix", metavar="PATH", help="a Unix socket, instead of TCP")
+    add_listen_arguments(where, DEFAULT_PORT)
     where.add_argument("--certfile", metavar="FILE", help="serve TLS with this certificate")
     where.add_argument(
         "--keyfile", metavar="FILE", help="its private key, if not in the certificate file"
@@ -112,38 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the rooms' broker, e.g. redis://localhost:6379/0; sets SOCKETEER_BROKER",
     )
-    parser.add_argument(
-        "--log-level",
-        metavar="LEVEL",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        default="info",
-        help=f"{', '.join(LOG_LEVELS)} (default: %(default)s)",
-    )
+    add_log_level(parser)
     # A worker's: the descriptors it inherits from the supervisor.
     parser.add_argument("--worker-sockets", type=_descriptors, help=argparse.SUPPRESS)
     parser.add_argument("--worker-control", type=int, help=argparse.SUPPRESS)
-
-
-def _app_spec(value: str) -> str:
-    module, colon, attr = value.partition(":")
-    if not (colon and _dotted(module) and _dotted(attr)):
-        raise argparse.ArgumentTypeError(
-            f"expected a module and an attribute, such as app:handler or package.app:rpc, "
-            f"got {value!r}"
-        )
-    return value
-
-
-def _dotted(name: str) -> bool:
-    return all(part.isidentifier() for part in name.split("."))
-
-
-def _port(value: str) -> int:
-    port = int(value) if value.isdecimal() else -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value!r}")
-    return port
 
 
 def _workers(value: str) -> int:
@@ -161,11 +133,7 @@ def _descriptors(value: str) -> list[int]:
 
 def _check(args: argparse.Namespace) -> None:
     """Check what argparse cannot: the options that go together, or do not."""
-    if args.unix is not None:
-        if args.host is not None or args.port is not None:
-            raise CommandError("argument --unix: not allowed with --host or --port", 2)
-        if not hasattr(socket, "AF_UNIX"):  # pragma: no cover
-            raise CommandError("argument --unix: no Unix sockets on this system", 2)
+    check_listen_arguments(args)
     if args.keyfile is not None and args.certfile is None:
         raise CommandError("argument --keyfile: needs --certfile", 2)
     if args.workers > 1 and os.name != "posix":  # pragma: no cover
@@ -189,11 +157,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     if args.workers == 1:
         return _run_here(args, tls)
-    listeners = _listen(args, args.workers)
+    listeners = listen(args, DEFAULT_PORT, args.workers)
     url = listeners.url(tls is not None)
 
     def ready() -> None:
-        _print_url(url)
+        print_url("serve", url)
         if urllib.parse.urlsplit(broker).scheme == "memory":
             logger.warning(
                 "the broker is %s: rooms do not span the %d workers (use --broker redis://...)",
@@ -211,12 +179,12 @@ def run(args: argparse.Namespace) -> int:
 def _run_here(args: argparse.Namespace, tls: ssl.SSLContext | None) -> int:
     """Serve in this process."""
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             module, app = load_app(args.app)
-            listeners = _listen(args, 1)
+            listeners = listen(args, DEFAULT_PORT)
             try:
-                ready = functools.partial(_print_url, listeners.url(tls is not None))
-                return _run_loop(_serve(args.app, module, app, listeners.sockets(), tls, ready))
+                ready = functools.partial(print_url, "serve", listeners.url(tls is not None))
+                return run_loop(_serve(args.app, module, app, listeners.sockets(), tls, ready))
             finally:
                 listeners.close()
     except KeyboardInterrupt:
@@ -229,11 +197,11 @@ def _run_worker(args: argparse.Namespace) -> int:
     sockets = [socket.socket(fileno=fd) for fd in args.worker_sockets or ()]
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             tls = _tls_context(args)
             module, app = load_app(args.app)
             ready = functools.partial(_tell, control, "ready")
-            return _run_loop(_serve(args.app, module, app, sockets, tls, ready, control))
+            return run_loop(_serve(args.app, module, app, sockets, tls, ready, control))
     except CommandError as exc:
         _tell(control, f"error {one_line(exc)}")
         return exc.status
@@ -279,18 +247,6 @@ def _set_broker(url: str | None) -> str:
     return url
 
 
-def _listen(args: argparse.Namespace, slots: int) -> Listeners:
-    if args.unix is not None:
-        return Listeners.unix(args.unix)
-    host = DEFAULT_HOST if args.host is None else args.host
-    port = DEFAULT_PORT if args.port is None else args.port
-    return Listeners.tcp(host, port, slots)
-
-
-def _print_url(url: str) -> None:
-    print(f"socketeer serve: {url}", flush=True)
-
-
 def _tell(control: socket.socket, line: str) -> None:
     """Write a line to the supervisor; it may be gone already."""
     with contextlib.suppress(OSError):
@@ -309,69 +265,7 @@ def _worker_command(args: argparse.Namespace, sockets: list[int], control: int) 
     return command
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Make SIGTERM stop the process as SIGINT does, until the event loop handles both."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run_loop(main: Any) -> int:
-    try:
-        status: int = asyncio.run(main)
-    except asyncio.CancelledError:
-        logger.warning("stopped without waiting for every connection to close")
-        return 1
-    return status
-
-
 # The application
-
-
-def load_app(spec: str) -> tuple[ModuleType, object]:
-    """Import ``MODULE:ATTR``; return the module and the attribute (dots walk further).
-
-    Puts the current directory first on the import path, as ``python -m`` does.
-
-    Raises:
-        CommandError: if the module cannot be imported, or has no such attribute.
-    """
-    name, _, attr = spec.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
-            raise CommandError(
-                f"cannot import {name}: no module named {exc.name!r} "
-                f"in the current directory ({cwd}) or the Python path"
-            ) from exc
-        raise _import_failed(name, exc) from exc
-    except Exception as exc:
-        raise _import_failed(name, exc) from exc
-    app: object = module
-    for part in attr.split("."):
-        try:
-            app = getattr(app, part)
-        except AttributeError as exc:
-            raise CommandError(f"module {name!r} has no attribute {attr!r}") from exc
-    return module, app
-
-
-def _import_failed(name: str, exc: Exception) -> CommandError:
-    logger.debug("importing %s failed", name, exc_info=exc)
-    return CommandError(
-        f"cannot import {name}: {type(exc).__name__}: {exc} (--log-level debug shows where)"
-    )
 
 
 async def _serve(
@@ -385,8 +279,6 @@ async def _serve(
 ) -> int:
     """Serve ``app`` on ``sockets`` until SIGINT, SIGTERM, or the end of ``control``."""
     loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    assert main is not None
     stop = asyncio.Event()
     servers: list[Server] = []
     try:
@@ -396,18 +288,7 @@ async def _serve(
         await asyncio.gather(*(server.close() for server in servers))
         raise CommandError(f"cannot serve {spec}: {exc}") from exc
 
-    def stop_signal(signum: signal.Signals) -> None:
-        if stop.is_set():
-            logger.warning("%s again: stopping now", signum.name)
-            main.cancel()
-        else:
-            connections = sum(len(server.connections) for server in servers)
-            logger.info("%s: closing %d connections", signum.name, connections)
-            stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C ends asyncio.run
-            loop.add_signal_handler(signum, stop_signal, signum)
+    handle_stop_signals(servers, stop)
     if control is not None:
         control.setblocking(False)
         loop.add_reader(control.fileno(), _watch, control, stop)
