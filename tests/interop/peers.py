@@ -50,6 +50,7 @@ __all__ = [
     "many_messages",
     "missing_peer",
     "node_executable",
+    "typescript_compiler",
     "require_executable",
     "run",
     "socketeer_server",
@@ -105,13 +106,15 @@ def import_peer(name: str, hint: str) -> ModuleType:
 
 
 def node_executable() -> str:
-    """The path of ``node``, once the ``ws`` package is installed in :data:`NODE_DIR`.
+    """The path of ``node``, once the packages of :data:`NODE_DIR` are installed (``ws``,
+    and ``typescript`` for the type checks).
 
-    Runs ``npm ci`` there when ``node_modules`` lacks ``ws`` (offline from npm's cache after
+    Runs ``npm ci`` there when ``node_modules`` lacks one (offline from npm's cache after
     the first time).
     """
     node = require_executable("node", NODE_HINT)
-    if not (NODE_DIR / "node_modules" / "ws" / "package.json").is_file():
+    installed = NODE_DIR / "node_modules"
+    if not all((installed / name / "package.json").is_file() for name in ("ws", "typescript")):
         npm = require_executable("npm", NODE_HINT)
         command = [npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"]
         try:
@@ -130,6 +133,12 @@ def node_executable() -> str:
         except subprocess.TimeoutExpired:
             missing_peer("the ws package", f"`npm ci` in {NODE_DIR} timed out")
     return node
+
+
+def typescript_compiler() -> list[str]:
+    """The command that runs TypeScript's ``tsc``, from :data:`NODE_DIR`'s packages."""
+    node = node_executable()
+    return [node, str(NODE_DIR / "node_modules" / "typescript" / "bin" / "tsc")]
 
 
 # Messages

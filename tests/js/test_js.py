@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from interop.peers import TEST_TIMEOUT, require_executable
+from interop.peers import TEST_TIMEOUT, require_executable, typescript_compiler
 
 ROOT = Path(__file__).parents[2]
 JS_TESTS = Path(__file__).parent
@@ -49,3 +49,35 @@ def test_node_test_runner() -> None:
             f"node --test tests/js failed with exit code {completed.returncode}:\n{output}",
             pytrace=False,
         )
+
+
+def test_types_check() -> None:
+    # socketeer.js is checked against its JSDoc and socketeer.d.ts against itself, strictly,
+    # by TypeScript's compiler (from the packages of tests/interop/node).
+    static = ROOT / "src" / "socketeer" / "static"
+    command = typescript_compiler() + [
+        "--noEmit",
+        "--strict",
+        "--allowJs",
+        "--checkJs",
+        "--target",
+        "es2022",
+        "--module",
+        "esnext",
+        "--moduleResolution",
+        "bundler",
+        "--lib",
+        "es2022,dom",
+        str(static / "socketeer.js"),
+        str(static / "socketeer.d.ts"),
+    ]
+    completed = subprocess.run(
+        command,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=TEST_TIMEOUT,
+    )
+    output = completed.stdout.decode(errors="replace")
+    assert completed.returncode == 0, f"tsc found type errors:\n{output}"
