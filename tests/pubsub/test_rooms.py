@@ -675,7 +675,7 @@ class TestRecovery:
 class TestFanOut:
     async def test_encoded_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
         encodes = count_calls(monkeypatch, rooms_module, "_encode")
-        dumps = count_calls(monkeypatch, rooms_module, "_dump_json")
+        dumps = count_calls(monkeypatch, rooms_module, "dump_json")
         frames = count_calls(monkeypatch, Protocol, "send_text")
         async with Rooms() as rooms, serving(compression=None) as served:
             async with contextlib.AsyncExitStack() as stack:

@@ -75,10 +75,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 from ..asyncio.connection import Connection, broadcast
 from ..exceptions import InvalidState, SlowConsumer
 from ..protocol.frames import CloseCode
-from ..rpc.messages import Notification, serialize
-
-# The RPC codec's JSON encoder: json's output, written by orjson when it agrees.
-from ..rpc.messages import _dumps as _dump_json
+from ..rpc.messages import Notification, dump_json, serialize
 from ..rpc.peer import Peer
 from ..rpc.routes import Method
 from ..typedefs import BytesLike, JSONValue
@@ -178,7 +175,7 @@ def _encode(data: object) -> bytes:
         return b"t" + data.encode()
     if isinstance(data, (bytes, bytearray, memoryview)):
         return b"b" + bytes(data)
-    return b"j" + _dump_json(data).encode()
+    return b"j" + dump_json(data).encode()
 
 
 class _Wire:
