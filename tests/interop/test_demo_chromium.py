@@ -6,20 +6,8 @@ from playwright.async_api import Page, async_playwright, expect
 
 from socketeer.demo import demo_server
 
+from .browser import CHROMIUM_ARGS
 from .peers import TIMEOUT, run
-
-# Playwright counts in milliseconds; every wait below is on a condition, never a delay.
-expect.set_options(timeout=TIMEOUT * 1000)
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 async def open_tab(new_page: Page, url: str) -> Page:

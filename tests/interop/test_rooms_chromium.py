@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from socketeer.asyncio.connection import Connection
 from socketeer.asyncio.server import ServerConnection, serve
@@ -27,22 +27,8 @@ from socketeer.protocol.http11 import Request, Response
 from socketeer.pubsub import Retention, Rooms
 from socketeer.rpc import RPC, Peer
 
-from .peers import TIMEOUT, run, within
-
-expect.set_options(timeout=TIMEOUT * 1000)
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-FAST = {"initialDelay": 20, "maxDelay": 100, "jitter": 0, "connectTimeout": 2000}
-"""Options of ``new RPC(url, options)``: reconnect within 100 ms."""
+from .browser import FAST, browser, evaluate, open_page
+from .peers import run, within
 
 ROOM = "chat"
 
@@ -101,37 +87,11 @@ class Door:
 
 
 @asynccontextmanager
-async def browser(chromium: str) -> AsyncIterator[BrowserContext]:
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            context = await instance.new_context()
-            context.set_default_timeout(TIMEOUT * 1000)
-            yield context
-            await context.close()
-        finally:
-            await instance.close()
-
-
-@asynccontextmanager
 async def server(rooms: Rooms, door: Door) -> AsyncIterator[tuple[App, int]]:
     """Serve a new :class:`App` on ``rooms``; yield it and its port. Closes the rooms."""
     app = App(rooms)
     async with rooms, serve(app, "127.0.0.1", 0, process_request=door) as running:
         yield app, running.sockets[0].getsockname()[1]
-
-
-async def open_page(context: BrowserContext, port: int) -> Page:
-    """A blank page of the server, with the module imported as ``window.socketeer``."""
-    page = await context.new_page()
-    await page.goto(f"http://127.0.0.1:{port}/")
-    await page.evaluate("async () => { window.socketeer = await import('/socketeer.js'); }")
-    return page
-
-
-async def evaluate(page: Page, script: str, arg: Any = None) -> Any:
-    """``page.evaluate``, bounded: a promise that never settles fails the test."""
-    return await within(page.evaluate(script, arg))
 
 
 async def received(page: Page, count: int) -> list[list[Any]]:

@@ -8,12 +8,10 @@ every wait is bounded and on a condition, except the one that checks that nothin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import expect
 
 from socketeer.asyncio.connection import Connection
 from socketeer.asyncio.server import ServerConnection, serve
@@ -22,22 +20,8 @@ from socketeer.exceptions import CallTimeout, RemoteError
 from socketeer.protocol.http11 import Request, Response
 from socketeer.rpc import RPC, Peer, current_peer
 
-from .peers import MS, TIMEOUT, run, within
-
-expect.set_options(timeout=TIMEOUT * 1000)
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-FAST = {"initialDelay": 20, "maxDelay": 100, "jitter": 0, "connectTimeout": 2000}
-"""Options of ``new RPC(url, options)``: reconnect within 100 ms."""
+from .browser import FAST, browser, evaluate, open_page
+from .peers import MS, run, within
 
 QUIET_PERIOD = 1000 * MS
 """How long a closed client must stay away: ten times its longest backoff delay."""
@@ -87,32 +71,6 @@ def blank_page(connection: ServerConnection, request: Request) -> Response | Non
 
 def start(app: App, port: int = 0) -> serve:
     return serve(app, "127.0.0.1", port, process_request=blank_page)
-
-
-@asynccontextmanager
-async def browser(chromium: str) -> AsyncIterator[BrowserContext]:
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            context = await instance.new_context()
-            context.set_default_timeout(TIMEOUT * 1000)
-            yield context
-            await context.close()
-        finally:
-            await instance.close()
-
-
-async def open_page(context: BrowserContext, port: int) -> Page:
-    """A blank page of the server, with the module imported as ``window.socketeer``."""
-    page = await context.new_page()
-    await page.goto(f"http://127.0.0.1:{port}/")
-    await page.evaluate("async () => { window.socketeer = await import('/socketeer.js'); }")
-    return page
-
-
-async def evaluate(page: Page, script: str, arg: Any = None) -> Any:
-    """``page.evaluate``, bounded: a promise that never settles fails the test."""
-    return await within(page.evaluate(script, arg))
 
 
 def port_of(server: Any) -> int:

@@ -26,11 +26,8 @@ NODE_HINT = (
 )
 
 
-def test_node_test_runner() -> None:
-    node = require_executable("node", NODE_HINT)
-    files = sorted(str(path.relative_to(ROOT)) for path in JS_TESTS.glob("*.test.mjs"))
-    assert files, f"no *.test.mjs in {JS_TESTS}"
-    command = [node, "--test", *files]
+def run_checked(command: list[str], what: str) -> None:
+    """Run ``command`` in the repository; fail the test with its output if it fails."""
     try:
         completed = subprocess.run(
             command,
@@ -42,42 +39,26 @@ def test_node_test_runner() -> None:
         )
     except subprocess.TimeoutExpired as exc:
         output = (exc.stdout or b"").decode(errors="replace")
-        pytest.fail(f"node --test timed out after {TEST_TIMEOUT} s:\n{output}", pytrace=False)
+        pytest.fail(f"{what} timed out after {TEST_TIMEOUT} s:\n{output}", pytrace=False)
     if completed.returncode != 0:
         output = completed.stdout.decode(errors="replace")
         pytest.fail(
-            f"node --test tests/js failed with exit code {completed.returncode}:\n{output}",
-            pytrace=False,
+            f"{what} failed with exit code {completed.returncode}:\n{output}", pytrace=False
         )
+
+
+def test_node_test_runner() -> None:
+    node = require_executable("node", NODE_HINT)
+    files = sorted(str(path.relative_to(ROOT)) for path in JS_TESTS.glob("*.test.mjs"))
+    assert files, f"no *.test.mjs in {JS_TESTS}"
+    run_checked([node, "--test", *files], "node --test tests/js")
 
 
 def test_types_check() -> None:
     # socketeer.js is checked against its JSDoc and socketeer.d.ts against itself, strictly,
     # by TypeScript's compiler (from the packages of tests/interop/node).
     static = ROOT / "src" / "socketeer" / "static"
-    command = typescript_compiler() + [
-        "--noEmit",
-        "--strict",
-        "--allowJs",
-        "--checkJs",
-        "--target",
-        "es2022",
-        "--module",
-        "esnext",
-        "--moduleResolution",
-        "bundler",
-        "--lib",
-        "es2022,dom",
-        str(static / "socketeer.js"),
-        str(static / "socketeer.d.ts"),
-    ]
-    completed = subprocess.run(
-        command,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=TEST_TIMEOUT,
-    )
-    output = completed.stdout.decode(errors="replace")
-    assert completed.returncode == 0, f"tsc found type errors:\n{output}"
+    options = ["--noEmit", "--strict", "--allowJs", "--checkJs", "--target", "es2022"]
+    options += ["--module", "esnext", "--moduleResolution", "bundler", "--lib", "es2022,dom"]
+    files = [str(static / "socketeer.js"), str(static / "socketeer.d.ts")]
+    run_checked(typescript_compiler() + options + files, "tsc --checkJs")
