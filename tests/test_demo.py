@@ -260,6 +260,9 @@ def test_page_is_served_at_root() -> None:
         ("/server-calls", "text/html", b'rpc.register("ui.ask"'),
         ("/demo.css", "text/css", b"--accent"),
         ("/socketeer.js", "text/javascript", b"export class RPC "),
+        ("/", "text/html", b'href="/rooms"'),
+        ("/rooms", "text/html", b'src="rooms.js"'),
+        ("/rooms.js", "text/javascript", b"rpc.subscribe(\n  ROOM,"),
     ],
 )
 def test_rpc_pages_are_served(path: str, content_type: str, snippet: bytes) -> None:
@@ -524,25 +527,6 @@ def test_chat_counts_people_and_tells_them() -> None:
                     assert await bob.call("chat.enter") == 2
                     assert await told() == 2
                 assert await told() == 1  # Bob left
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize(
-    "path, content_type, snippet",
-    [
-        ("/", "text/html", b'href="/rooms"'),
-        ("/rooms", "text/html", b'src="rooms.js"'),
-        ("/rooms.js", "text/javascript", b"rpc.subscribe(\n  ROOM,"),
-    ],
-)
-def test_rooms_page_is_served(path: str, content_type: str, snippet: bytes) -> None:
-    async def scenario() -> None:
-        async with running_demo() as port:
-            status, headers, body = await http_get(port, path)
-            assert status == 200
-            assert headers["content-type"] == f"{content_type}; charset=utf-8"
-            assert snippet in body
 
     asyncio.run(scenario())
 
