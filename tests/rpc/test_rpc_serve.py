@@ -55,6 +55,69 @@ async def test_client_without_the_subprotocol_is_refused() -> None:
             assert b"offer the subprotocol socketeer.rpc.v1" in response.body
 
 
+# Cross-site WebSocket hijacking: the Origin of browsers' handshakes
+
+
+async def test_same_origin_and_programs_are_let_in() -> None:
+    async with serving(app()) as url:
+        port = port_of(url)
+        for origin in [f"http://127.0.0.1:{port}", f"HTTPS://127.0.0.1:{port}", None]:
+            async with raw(url, subprotocols=[SUBPROTOCOL], origin=origin) as ws:
+                await send_json(ws, request("add", [1, 2]))
+                assert (await recv_json(ws))["result"] == 3
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://evil.example",
+        "http://127.0.0.1",  # another port
+        "http://127.0.0.1:1",
+        "null",  # sandboxed frames, file:// pages
+        "http://127.0.0.1.evil.example",
+    ],
+)
+async def test_other_origins_are_refused(origin: str) -> None:
+    async with serving(app()) as url:
+        with pytest.raises(InvalidStatus) as info:
+            await socketeer.connect(url, subprotocols=[SUBPROTOCOL], origin=origin)
+        response = info.value.response
+        assert response.status_code == 403
+        assert f"origin {origin} not allowed".encode() in response.body
+
+
+async def test_origins_allowed_besides() -> None:
+    rpc = RPC(origins=["https://app.example.com"])
+    rpc.method("add")(lambda a, b: a + b)
+    async with serving(rpc) as url:
+        async with raw(url, subprotocols=[SUBPROTOCOL], origin="https://APP.example.com") as ws:
+            await send_json(ws, request("add", [1, 2]))
+            assert (await recv_json(ws))["result"] == 3
+        with pytest.raises(InvalidStatus):
+            await socketeer.connect(url, subprotocols=[SUBPROTOCOL], origin="https://x.example")
+
+
+async def test_every_origin_allowed() -> None:
+    rpc = RPC(origins="*")
+    async with serving(rpc) as url:
+        async with raw(url, subprotocols=[SUBPROTOCOL], origin="http://evil.example") as ws:
+            assert ws.subprotocol == SUBPROTOCOL
+
+
+@pytest.mark.parametrize(
+    ("origins", "error", "message"),
+    [
+        ("https://a.example", TypeError, "origins must be"),
+        ([1], TypeError, "origins must be"),
+        (["a.example"], ValueError, "origin must be scheme://host"),
+        (["https://a.example/path"], ValueError, "origin must be scheme://host"),
+    ],
+)
+def test_origins_are_checked(origins: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        RPC(origins=origins)
+
+
 async def test_browser_client_is_served() -> None:
     async with serving(app()) as url:
         port = port_of(url)

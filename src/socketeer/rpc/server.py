@@ -8,6 +8,13 @@ request before the handshake. That one:
 - answers ``GET /socketeer.js`` (and ``/socketeer.d.ts``, its types) with the browser
   client, from the package's ``static`` folder, so that a page needs only
   ``import { RPC } from "/socketeer.js"``;
+- refuses a WebSocket handshake from a page of another origin with ``403 Forbidden``:
+  browsers let any page open a WebSocket to any server, with the user's cookies, so an RPC
+  endpoint that trusts them would answer a hostile page as it answers its own
+  (cross-site WebSocket hijacking). By default only pages of the server's own origin
+  (their ``Origin`` names the ``Host`` the browser asked for) are let in, and clients that
+  send no ``Origin`` (programs, not browsers); ``RPC(origins=[...])`` lists the origins
+  allowed besides, ``RPC(origins="*")`` lets every page in;
 - refuses a WebSocket handshake that does not offer ``socketeer.rpc.v1`` with
   ``400 Bad Request``, whose body says so. The connection never opens: a client that speaks
   something else fails at once with a clear status, rather than opening, getting messages
@@ -31,12 +38,12 @@ import importlib.resources
 import inspect
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ..asyncio.connection import Connection
 from ..asyncio.handler import HandlerClass, connection_handler
 from ..asyncio.server import ServerApp, ServerConnection, is_server_app
-from ..exceptions import InvalidHeaderFormat
+from ..exceptions import InvalidHeaderFormat, MultipleValuesError
 from ..protocol.frames import CloseCode
 from ..protocol.headers import parse_subprotocol
 from ..protocol.http11 import Request, Response
@@ -78,13 +85,16 @@ class RPC(Routes):
             with ``await rooms.join(current_peer(), room)``.
         client_publish: let clients publish to any room (``$/room/publish``); without it
             that method is not found (-32601), and only the application publishes.
+        origins: the origins of the pages allowed to connect besides the server's own
+            (e.g. ``["https://app.example.com"]``), or ``"*"`` for every page; see the
+            module's description.
         options: the fields of :class:`~socketeer.rpc.PeerOptions` (``debug``,
             ``max_concurrency``, ``execution_timeout``, ``call_timeout``, ``max_batch``),
             for every connection.
 
     Raises:
-        TypeError, ValueError: if an option is invalid, or ``client_publish`` is given
-            without ``rooms``.
+        TypeError, ValueError: if an option is invalid, ``client_publish`` is given
+            without ``rooms``, or ``origins`` is neither ``"*"`` nor a sequence of origins.
     """
 
     def __init__(
@@ -92,9 +102,12 @@ class RPC(Routes):
         *,
         rooms: Rooms | None = None,
         client_publish: bool = False,
+        origins: Sequence[str] | Literal["*"] = (),
         **options: Unpack[PeerOptionsDict],
     ) -> None:
         super().__init__()
+        self.origins: frozenset[str] | None = _check_origins(origins)
+        """The origins allowed besides the server's own; ``None``: every one."""
         self.options = PeerOptions(**options)
         """The options of the peers of its connections."""
         if client_publish and rooms is None:
@@ -128,6 +141,12 @@ class RPC(Routes):
         static = STATIC_FILES.get(path)
         if static is not None:
             return _static_response(connection, request, *static)
+        if _is_upgrade(request) and not self._origin_allowed(request):
+            origin = request.headers.get("Origin", "")
+            return connection.respond(
+                http.HTTPStatus.FORBIDDEN,
+                f"failed to open a WebSocket connection: origin {origin} not allowed\n",
+            )
         if _is_upgrade(request) and not _offers(request, SUBPROTOCOL):
             return connection.respond(
                 http.HTTPStatus.BAD_REQUEST,
@@ -135,6 +154,47 @@ class RPC(Routes):
                 f"offer the subprotocol {SUBPROTOCOL}\n",
             )
         return None
+
+    def _origin_allowed(self, request: Request) -> bool:
+        """Whether the page that opens the connection may: see the module's description."""
+        try:
+            origin = request.headers.get("Origin")
+        except MultipleValuesError:
+            return False
+        if origin is None or self.origins is None:
+            return True
+        origin = origin.lower()
+        return origin in self.origins or _same_origin(origin, request)
+
+
+def _check_origins(origins: Sequence[str] | Literal["*"]) -> frozenset[str] | None:
+    if origins == "*":
+        return None
+    if isinstance(origins, str) or not all(isinstance(o, str) for o in origins):
+        raise TypeError(f'origins must be "*" or a sequence of origins, got {origins!r}')
+    for origin in origins:
+        parts = urllib.parse.urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError(f"origin must be scheme://host[:port], got {origin!r}")
+    return frozenset(origin.lower() for origin in origins)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _same_origin(origin: str, request: Request) -> bool:
+    """Whether ``origin`` (lower-case) names the host the request was sent to."""
+    try:
+        host = request.headers.get("Host")
+        parts = urllib.parse.urlsplit(origin)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        target = urllib.parse.urlsplit(f"//{host}")
+        target_port = target.port or _DEFAULT_PORTS.get(parts.scheme)
+    except (MultipleValuesError, ValueError):
+        return False
+    if host is None or parts.hostname is None or parts.scheme not in _DEFAULT_PORTS:
+        return False
+    return (parts.hostname, port) == (target.hostname, target_port)
 
 
 @functools.cache
