@@ -260,10 +260,19 @@ class Server:
             connection._join_reader(_remaining(deadline))
         for thread in threads:
             thread.join(_remaining(deadline))
-            if thread.is_alive():
-                self.logger.warning("connection handler still running after shutdown")
+        alive = [thread for thread in threads if thread.is_alive()]
+        if alive and watchdog is not None:
+            # The watchdog ended their connections at the deadline: the handlers it woke up
+            # get close_timeout again to return.
+            watchdog.join()
+            grace = time.monotonic() + (timeout or 0.0)
+            for thread in alive:
+                thread.join(_remaining(grace))
         if watchdog is not None:
             watchdog.cancel()
+        for thread in threads:
+            if thread.is_alive():
+                self.logger.warning("connection handler still running after shutdown")
         self.socket.close()
         self._wake_r.close()
         self._wake_w.close()
