@@ -289,9 +289,16 @@ class ServerOptions(_Options):
     """More extensions to accept, or your own permessage-deflate settings."""
     server_header: str | None = SERVER_HEADER
     """The ``Server`` header; ``None`` sends none."""
+    max_connections: int | None = None
+    """The most connections the server holds at once (in the handshake, open or closing);
+    beyond, it answers ``503 Service Unavailable`` (with ``Retry-After``) and closes.
+    ``None``: 90% of the process's file-descriptor limit (``RLIMIT_NOFILE``) when the server
+    starts, so that it refuses politely before ``accept()`` fails; no limit where the
+    platform has none."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_count("max_connections", self.max_connections, 1, optional=True)
         if isinstance(self.origins, str):
             raise TypeError(f"origins must be a sequence of origins, not a str: {self.origins!r}")
         self.extension_factories()  # checks compression
@@ -353,3 +360,4 @@ class ServerOptionsDict(_OptionsDict, total=False):
     select_subprotocol: SelectSubprotocol | None
     extensions: Sequence[ServerExtensionFactory] | None
     server_header: str | None
+    max_connections: int | None

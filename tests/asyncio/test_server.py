@@ -20,10 +20,12 @@ from socketeer.exceptions import (
     ConnectionClosedOK,
     InvalidStatus,
 )
+from socketeer.options import ServerOptions
 from socketeer.protocol.client import ClientProtocol
 from socketeer.protocol.frames import OP_TEXT, Frame
 from socketeer.protocol.http11 import Request, Response
 from socketeer.protocol.server import SERVER_HEADER
+from socketeer.server import connection_limit
 from socketeer.typedefs import Origin, Subprotocol
 from socketeer.uri import parse_uri
 from timing import MS
@@ -632,6 +634,34 @@ class TestOpenTimeout:
                 await asyncio.sleep(40 * MS)  # past open_timeout: the timer is off
                 await client.send("hello")
                 assert await client.recv() == "hello"
+
+
+class TestMaxConnections:
+    async def test_beyond_the_limit_503(self) -> None:
+        async with serve(echo, "127.0.0.1", 0, max_connections=2) as server:
+            async with connect(uri_of(server)), connect(uri_of(server)):
+                with pytest.raises(InvalidStatus) as info:
+                    await connect(uri_of(server))
+                response = info.value.response
+                assert response.status_code == 503
+                assert response.headers["Retry-After"] == "1"
+                assert b"limit of 2 connections" in response.body
+            await until(lambda: not server.connections)
+            async with connect(uri_of(server)) as client:  # room again
+                await client.send("hello")
+                assert await client.recv() == "hello"
+
+    def test_default_from_the_file_descriptor_limit(self) -> None:
+        resource = pytest.importorskip("resource")
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        expected = None if soft == resource.RLIM_INFINITY else max(1, int(soft * 0.9))
+        assert connection_limit(None) == expected
+        assert connection_limit(5) == 5
+
+    @pytest.mark.parametrize("value", [0, -1, 1.5, True])
+    def test_bad_values(self, value: Any) -> None:
+        with pytest.raises((TypeError, ValueError), match="max_connections"):
+            ServerOptions(max_connections=value)
 
 
 class TestLogging:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sync_helpers import MS, echo, run_server, uri
 
-from socketeer.exceptions import ConnectionClosedError, ConnectionClosedOK
+from socketeer.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from socketeer.protocol.frames import CloseCode
 from socketeer.sync import ServerConnection, connect, serve
 
@@ -152,3 +152,18 @@ def test_shutdown_ends_handler_blocked_on_a_peer_that_does_not_read() -> None:
     assert len(ended) == 1
     names = [t.name for t in threading.enumerate() if t.name.startswith("socketeer-")]
     assert names == []
+
+
+def test_beyond_max_connections_503() -> None:
+    with run_server(echo, max_connections=1) as server:
+        with connect(uri(server)):
+            with pytest.raises(InvalidStatus) as info:
+                connect(uri(server))
+            assert info.value.response.status_code == 503
+            assert info.value.response.headers["Retry-After"] == "1"
+        deadline = time.monotonic() + 5
+        while server.connections and time.monotonic() < deadline:
+            time.sleep(10 * MS)
+        with connect(uri(server)) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=1) == "hello"

@@ -23,6 +23,7 @@ from ..protocol.base import CONNECTING, OPEN, Event
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
 from ..protocol.server import ServerProtocol
+from ..server import connection_limit, overloaded
 from ..typedefs import LoggerLike, StatusLike, Subprotocol
 from .connection import Connection
 from .handler import HandlerClass, connection_handler
@@ -226,6 +227,7 @@ class Server:
         """The options of :func:`serve`."""
         self.logger: LoggerLike = self.options.get_logger()
         self._connection_options = self.options.connection_options()
+        self._limit = connection_limit(self.options.max_connections)
         self.connections: set[ServerConnection] = set()
         """The connections the server holds: in the handshake, open, or closing."""
         self.server: asyncio.Server | None = None
@@ -245,8 +247,11 @@ class Server:
         self.connections.discard(connection)
 
     async def handshake(self, connection: ServerConnection, request: Request) -> Response:
-        """Answer the request: ``process_request``, the handshake checks, ``process_response``."""
-        response = None
+        """Answer the request: 503 beyond ``max_connections``, or ``process_request``, the
+        handshake checks, ``process_response``."""
+        response = overloaded(connection.protocol, len(self.connections), self._limit)
+        if response is not None:
+            return response
         if self.process_request is not None:
             result = self.process_request(connection, request)
             response = await result if inspect.isawaitable(result) else result

@@ -28,6 +28,7 @@ from ..protocol.base import OPEN
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
 from ..protocol.server import ServerProtocol
+from ..server import connection_limit, overloaded
 from ..typedefs import LoggerLike, StatusLike
 from .connection import Connection
 from .handler import HandlerClass, connection_handler
@@ -147,6 +148,7 @@ class Server:
         """The options of :func:`serve`."""
         self.logger: LoggerLike = self.options.get_logger()
         self._connection_options = self.options.connection_options()
+        self._limit = connection_limit(self.options.max_connections)
         self.connections: set[ServerConnection] = set()
         """The connections the server holds: in the handshake, open, or closing."""
         self._threads: set[threading.Thread] = set()
@@ -158,8 +160,13 @@ class Server:
         sock.setblocking(False)
 
     def handshake(self, connection: ServerConnection, request: Request) -> Response:
-        """Answer the request: ``process_request``, the handshake checks, ``process_response``."""
-        response = None
+        """Answer the request: 503 beyond ``max_connections``, or ``process_request``, the
+        handshake checks, ``process_response``."""
+        with self._lock:
+            count = len(self.connections)
+        response = overloaded(connection.protocol, count, self._limit)
+        if response is not None:
+            return response
         if self.process_request is not None:
             response = self.process_request(connection, request)
         if response is None:
@@ -231,7 +238,9 @@ class Server:
         """Stop accepting, close every connection with 1001 (going away), join the threads.
 
         Handlers get ``close_timeout`` to notice that their connection closed and return;
-        the threads of those that do not are left running, with a warning.
+        then the TCP connections still open are ended, which wakes up the handlers blocked on
+        a peer that does not read, and they get ``close_timeout`` again. The threads of
+        those that still do not return are left running, with a warning.
         """
         self._shutdown.set()
         with contextlib.suppress(OSError):
