@@ -47,6 +47,8 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/protocol.py
 	$(BIN)/python benchmarks/echo.py
+	$(BIN)/python benchmarks/echo.py --compression
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/rpc.py
 
 clean:

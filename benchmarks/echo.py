@@ -41,6 +41,25 @@ Method
   a sync client, the 200-client test runs 200 threads, one per connection, each bounded by
   the same duration.
 
+Compression on: ``--compression`` runs another benchmark instead, with permessage-deflate
+(RFC 7692) negotiated on every connection, written to ``benchmarks/COMPRESSION_RESULTS.md``
+(``make bench`` runs it after the default one); the default run is unchanged without it.
+
+- Libraries: socketeer, websockets and aiohttp, each with its default deflate settings
+  (picows has no compression). As server, each answers websockets' client
+  (``websockets.asyncio.client.connect``, which offers deflate by default); as client, each
+  talks to websockets' server: websockets is the fixed peer, the reference of the ratios.
+  The negotiated ``Sec-WebSocket-Extensions`` header of each pair is reported.
+- Tests: one connection, one message in flight (round trips/s, CPU per round trip),
+  binary messages of JSON-like text, 16 B, 1 KiB and 64 KiB: slices of one generated
+  document (fixed seed), all different and sent in turn, so that context takeover does not
+  see a message twice; and 64 KiB of random bytes, which deflate cannot shrink. The report
+  says how much deflate shrinks each.
+- Everything else as above: processes, placement, medians of interleaved repetitions;
+  but the CPU time of a process counts all its threads (aiohttp compresses messages of more
+  than 16 KiB in a thread of its event loop's default executor). ``--quick`` runs the same
+  tests briefly, on the default loop only.
+
 Also: ``--tuned-malloc`` keeps glibc from returning freed memory to the system (big-message
 figures are otherwise bimodal, by allocation history); ``--only socketeer,websockets`` and
 ``--loop asyncio`` measure a subset (``--only socketeer-sync,websockets-sync`` the threads
@@ -70,13 +89,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from echo_clients import SYNC_CLIENTS
-from echo_servers import SYNC_SERVERS, profile_refused
+from echo_clients import SYNC_CLIENTS, deflate_payloads
+from echo_servers import DEFLATE_LIBRARIES, SYNC_SERVERS, profile_refused
 
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "echo_servers.py"
 CLIENTS = HERE / "echo_clients.py"
 RESULTS = HERE / "RESULTS.md"
+COMPRESSION_RESULTS = HERE / "COMPRESSION_RESULTS.md"
 
 WS_LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp"]
 RAW = "raw"
@@ -107,6 +127,15 @@ PACKAGES = {
 SINGLE_TESTS = ["echo:16", "echo:1024", "echo:65536", "echo:1048576", "pipeline:16:64"]
 CONCURRENT_TESTS = ["concurrent:256:200"]
 QUICK_TESTS = ["echo:16", "echo:1024"]
+DEFLATE_TESTS = ["json:16", "json:1024", "json:65536", "random:65536"]
+"""The tests of ``--compression`` (``--quick`` too: they are short)."""
+DEFLATE_FIXED = "websockets"
+"""The fixed peer of ``--compression``: the reference, with compression by default."""
+DEFLATE_CONNECT = {
+    "websockets": "websockets.asyncio.client.connect",
+    "socketeer": "socketeer.connect",
+}
+"""The fixed client of ``--compression``, by library (socketeer when websockets is missing)."""
 LOOPS = ["asyncio", "uvloop"]
 
 INSTALL_HINT = "pip install -e '.[bench]', as make bench does"
@@ -128,6 +157,10 @@ def test_title(test: str) -> str:
         return f"echo {size}"
     if kind == "pipeline":
         return f"pipelined {size}, {numbers[1]} in flight"
+    if kind == "json":
+        return f"JSON-like {size}"
+    if kind == "random":
+        return f"random {size}"
     return f"{numbers[1]} clients, {size}"
 
 
@@ -212,12 +245,16 @@ class ServerProcess:
     profile: str | None = None
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
+    compression: bool = False
+    """Serve with permessage-deflate (``--compression``)."""
 
     def command(self) -> list[str]:
         """The server's command line (``benchmarks/rpc.py`` runs servers of its own)."""
         command = [sys.executable, str(SERVERS), self.library, "--loop", self.loop]
         if self.profile is not None:
             command += ["--profile", self.profile]
+        if self.compression:
+            command += ["--compression"]
         return command
 
     def start(self) -> None:
@@ -290,10 +327,12 @@ def run_client(
     cpu: int | None,
     server_pid: int | None = None,
     server_threads: bool = False,
+    compression: bool = False,
 ) -> dict[str, Any]:
     """Run the client process; its output: ``results`` (rates) and ``cpu`` (µs/message).
 
     ``server_threads``: the server is threaded, and its CPU time is that of all its threads.
+    ``compression``: offer permessage-deflate (the tests are then ``json:`` and ``random:``).
     """
     command = [
         sys.executable,
@@ -316,6 +355,8 @@ def run_client(
         command += ["--server-pid", str(server_pid)]
     if server_threads:
         command += ["--server-threads"]
+    if compression:
+        command += ["--compression"]
     # Generous: each test is bounded in time; this only catches a hang.
     timeout = 60 + len(tests) * (repetitions * duration + 1) * 4
     try:
@@ -354,6 +395,10 @@ class Results:
     others: list[float] = field(default_factory=list)
     """Shares of the pinned CPUs' time that other processes took, one per repetition."""
     notes: list[str] = field(default_factory=list)
+    compression: bool = False
+    """Permessage-deflate on every connection (``--compression``)."""
+    extensions: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(loop, server library, client library) → the negotiated Sec-WebSocket-Extensions."""
 
     def pair(self, side: str, column: str) -> tuple[str, str]:
         """(server, client) libraries measured for ``column`` on that side."""
@@ -401,6 +446,7 @@ def measure_round(
                 client_cpu,
                 process.pid,
                 process.threaded,
+                compression=results.compression,
             )
         except (Failed, OSError) as exc:
             for test in tests:
@@ -415,6 +461,8 @@ def measure_round(
                 results.cpu.setdefault((loop, server, client, test, role), []).extend(values)
             others = output.get("others", {}).get(test, [])
             results.others += [v for v in others if v is not None]
+        if "extensions" in output:
+            results.extensions[loop, server, client] = output["extensions"]
 
 
 def start_servers(
@@ -430,7 +478,7 @@ def start_servers(
             hint = INSTALL_HINTS.get(missing[0], INSTALL_HINT)
             add_note(results, f"{missing[0]}: n/a, not installed ({hint})")
             continue
-        process = ServerProcess(server, loop)
+        process = ServerProcess(server, loop, compression=results.compression)
         try:
             process.start()
         except (Failed, OSError) as exc:
@@ -726,6 +774,146 @@ def report(
     return "\n".join(lines)
 
 
+# Compression on (--compression)
+
+
+def deflated_size(test: str) -> float:
+    """Mean bytes of a message of ``test`` after deflate, as sent with context takeover
+    (zlib's default level, a 15-bit window, RFC 7692's empty tail removed)."""
+    import zlib
+
+    payloads = deflate_payloads(test)
+    compressor = zlib.compressobj(wbits=-15)
+    total = 0
+    for payload in payloads:
+        total += len(compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)) - 4
+    return total / len(payloads)
+
+
+def compression_tables(results: Results) -> list[str]:
+    columns = [column for column in DEFLATE_LIBRARIES if column in results.columns]
+    base = results.fixed
+    lines: list[str] = []
+    for loop in results.loops:
+        for side in ("server", "client"):
+            if side == "server":
+                peer = f"each library as server, with the {results.fixed} client"
+            else:
+                peer = f"each library as client, against the {results.fixed} server"
+            lines += [f"### {loop} loop, compression on: {peer}", ""]
+            lines += rate_table(results, loop, side, columns)
+            lines += [
+                "",
+                f"Ratios to {TITLES[base]}: round trips/s, this library's ÷ {TITLES[base]}'; "
+                f"CPU time of the {side}, {TITLES[base]}' ÷ this library's; higher is better.",
+                "",
+            ]
+            lines.append("| ratios | " + " | ".join(TITLES[c] for c in columns) + " |")
+            lines.append("|---|" + "---:|" * len(columns))
+            for test in results.tests:
+                rate = median(results.cell(loop, side, base, test))
+                cpu = results.cpu_cell(loop, side, base, test)
+                cells = []
+                for column in columns:
+                    value = median(results.cell(loop, side, column, test))
+                    own = results.cpu_cell(loop, side, column, test)
+                    cells.append(f"{format_ratio(value, rate)} / {format_ratio(cpu, own)}")
+                lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+            lines += [
+                "",
+                f"CPU time of the {side} per round trip, all its threads, in µs; lower is better.",
+                "",
+            ]
+            lines += cpu_table(results, loop, side, columns)
+            lines.append("")
+    return lines
+
+
+def compression_report(
+    results: Results, where: Placement, repetitions: int, duration: float, seconds: float
+) -> str:
+    now = datetime.datetime.now().astimezone()
+    versions = ", ".join(
+        f"{name} {version(name)}" for name in ["socketeer", "websockets", "aiohttp", "uvloop"]
+    )
+    content = "; ".join(
+        f"{test_title(test)}: {deflated_size(test):,.0f} B" for test in results.tests
+    )
+    negotiated = sorted(
+        {(server, client, header) for (_, server, client), header in results.extensions.items()}
+    )
+    lines = [
+        "# Echo benchmark, compression on",
+        "",
+        f"- date: {now:%Y-%m-%d %H:%M %Z}; the run took {seconds:.0f} s",
+        f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
+        f"{platform.release()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}); {versions}",
+        f"- peers: as server, each library answers the {results.fixed} client "
+        f'(`{DEFLATE_CONNECT.get(results.fixed, "connect")}(compression="deflate")`); as '
+        f"client, each offers deflate to the {results.fixed} server; picows has no "
+        "compression",
+        "- compression: permessage-deflate on every connection, each library's default "
+        "settings (window bits, memory level, context takeover), as negotiated below",
+        "- content: binary messages, JSON-like text (slices of one generated JSON document, "
+        "fixed seed, all different, sent in turn) and random bytes; after deflate (zlib "
+        f"level 6, 15-bit window, context takeover) a message takes on average {content}",
+        f"- placement: {where.description.split(';')[0]}",
+        f"- method: a server process and a load-generator process over 127.0.0.1; medians of "
+        f"{repetitions} runs of {duration:g} s each after a warm-up, the runs of all the "
+        "libraries interleaved; one connection, one message in flight (round trips/s); "
+        "message size limit 16 MiB; everything else is each library's default",
+        "- CPU time: all the threads of each process (aiohttp compresses messages of more than "
+        "16 KiB in a thread of its event loop's default executor; the others use none)",
+    ]
+    if negotiated:
+        lines.append("- negotiated (the server's Sec-WebSocket-Extensions):")
+        lines += [
+            f"  - {TITLES[server]} server, {TITLES[client]} client: `{header}`"
+            for server, client, header in negotiated
+        ]
+    lines.append("")
+    lines += compression_tables(results)
+    notes = list(results.notes)
+    if results.others:
+        notes.append(
+            "other processes on the machine took a median "
+            f"{statistics.median(results.others):.0%} (at most {max(results.others):.0%}) "
+            "of the benchmark's CPUs during a run; when that is high, the rates are low and "
+            "noisy, and the CPU time per round trip is the better comparison"
+        )
+    spread = spread_note(results)
+    if spread is not None:
+        notes.append(spread)
+    if notes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines)
+
+
+def main_compression(args: argparse.Namespace, where: Placement, loops: list[str]) -> int:
+    """``--compression``: the echo benchmark with permessage-deflate, its own results file."""
+    repetitions = args.repetitions or (1 if args.quick else 3)
+    duration = args.duration or (0.5 if args.quick else 1.0)
+    output = args.output or (None if args.quick else COMPRESSION_RESULTS)
+    fixed = DEFLATE_FIXED if installed(DEFLATE_FIXED) else "socketeer"
+    wanted = set(args.only or DEFLATE_LIBRARIES) | {fixed}  # the ratios need the fixed peer
+    columns = [library for library in DEFLATE_LIBRARIES if library in wanted]
+    results = Results(loops, list(DEFLATE_TESTS), fixed, columns, compression=True)
+    if fixed != DEFLATE_FIXED:
+        add_note(results, f"{DEFLATE_FIXED} is not installed: the fixed peer is {fixed} instead")
+    print(f"Echo benchmark, compression on ({where.description})", file=sys.stderr, flush=True)
+    load_before = load_average()
+    started = time.perf_counter()
+    measure_all(results, repetitions, duration, where, results.columns)
+    load_note(results, load_before, load_average())
+    text = compression_report(results, where, repetitions, duration, time.perf_counter() - started)
+    print(text)
+    if output is not None:
+        output.write_text(text)
+        print(f"(written to {output})", file=sys.stderr)
+    return 0
+
+
 # Profiling
 
 
@@ -796,10 +984,22 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda text: text.split(","),
         help=f"only these columns, e.g. socketeer,websockets,raw (of {','.join(COLUMNS)})",
     )
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="instead: echo with permessage-deflate on, socketeer against websockets and "
+        f"aiohttp, written to {COMPRESSION_RESULTS.name} (no file with --quick)",
+    )
     args = parser.parse_args(argv)
     unknown = [column for column in args.only or [] if column not in COLUMNS]
     if unknown:
         parser.error(f"--only: unknown {', '.join(unknown)} (columns: {','.join(COLUMNS)})")
+    if args.compression:
+        unknown = [column for column in args.only or [] if column not in DEFLATE_LIBRARIES]
+        if unknown:
+            parser.error(f"--only with --compression: {', '.join(unknown)} has no compression")
+        if args.profile is not None:
+            parser.error("--profile does not go with --compression")
     if args.profile is not None:
         refused = profile_refused(args.profile)
         if refused is not None:
@@ -808,6 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(TUNED_MALLOC)  # inherited by every server and client
     where = placement(args.placement or ("split" if args.profile else "same"))
     loops = [args.loop] if args.loop else (["asyncio"] if args.quick else LOOPS)
+    if args.compression:
+        return main_compression(args, where, loops)
     if args.profile is not None:
         print(profile(args.profile, loops[0], args.profile_test, args.duration or 3.0, where))
         return 0

@@ -16,6 +16,15 @@ Tests (comma-separated in ``--tests``):
 - ``concurrent:SIZE:CLIENTS``: CLIENTS connections, each doing ``echo:SIZE``. Messages per
   second, all connections together.
 
+With ``--compression`` (``echo.py --compression``), the client offers permessage-deflate
+with its library's default settings (socketeer, websockets and aiohttp only), and the tests
+are ``json:SIZE`` (one connection, binary messages of SIZE bytes of JSON-like text, each
+message a different one, in turn: see :func:`deflate_payloads`) and ``random:SIZE`` (the
+same with random bytes, which deflate cannot shrink). The output also gives the
+``Sec-WebSocket-Extensions`` header the server answered. CPU times then count all the
+threads of both processes, as for the threaded libraries (aiohttp compresses messages of more
+than 16 KiB in a thread of its event loop's default executor).
+
 Each repetition stops after ``--duration`` seconds or :data:`MAX_COUNT` messages, whichever
 comes first; a short warm-up runs before the repetitions of each test. Messages in flight
 when the time is up are still waited for, and counted.
@@ -44,6 +53,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -52,7 +62,7 @@ from typing import Any
 
 from echo_servers import LIBRARIES, LOOPS, MAX_MESSAGE, SYNC_SERVERS, MissingError, run
 
-__all__ = ["CLIENTS", "MAX_COUNT", "SYNC_CLIENTS", "WARMUP"]
+__all__ = ["CLIENTS", "DEFLATE_CLIENTS", "MAX_COUNT", "SYNC_CLIENTS", "WARMUP", "deflate_payloads"]
 
 SYNC_CLIENTS = [*SYNC_SERVERS, "websocket-client"]
 """The threaded clients: no event loop."""
@@ -705,6 +715,191 @@ def run_sync_tests(
     return {"results": results, "cpu": cpu, "others": others}
 
 
+# Compression on (``--compression``, for ``echo.py --compression``). A connection is
+# (send, recv, close, the negotiated Sec-WebSocket-Extensions).
+
+DeflateConnection = tuple[
+    Callable[[bytes], Awaitable[Any]],
+    Callable[[], Awaitable[Any]],
+    Callable[[], Awaitable[Any]],
+    str,
+]
+
+DEFLATE_SEED = 7692
+"""Seed of the compression tests' content: the same messages on every run."""
+DEFLATE_POOL = 4 * 1048576
+"""Bytes of distinct messages per compression test (at most 256 messages, at least 4)."""
+
+_FIRST_NAMES = (
+    "alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy rupert "
+    "sybil trent victor walter yolanda"
+).split()
+_DOMAINS = ["example.com", "example.org", "mail.example.net", "corp.example"]
+_TAGS = "admin beta billing eu us apac mobile web trial premium support api".split()
+_WORDS = (
+    "the a of to and in for on with order shipped payment received account updated item "
+    "price total customer delivery status pending invoice please review request new your "
+    "has been was is at by from this that will be refund address changed"
+).split()
+
+
+def _json_record(rng: random.Random, number: int) -> dict[str, Any]:
+    """A record as an API would return it: ids, names, e-mails, dates, flags, numbers, text."""
+    name = f"{rng.choice(_FIRST_NAMES)}_{rng.randrange(1000)}"
+    month, day = rng.randint(1, 12), rng.randint(1, 28)
+    hour, minute, second = rng.randrange(24), rng.randrange(60), rng.randrange(60)
+    return {
+        "id": 100_000 + 7 * number + rng.randrange(7),
+        "name": name,
+        "email": f"{name}@{rng.choice(_DOMAINS)}",
+        "active": rng.random() < 0.8,
+        "score": round(rng.uniform(0, 100), 2),
+        "created": f"2024-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z",
+        "tags": rng.sample(_TAGS, rng.randint(0, 3)),
+        "note": " ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 12))),
+    }
+
+
+def deflate_payloads(test: str) -> list[bytes]:
+    """The messages of a compression test, sent one after the other, round and round.
+
+    ``json:SIZE``: consecutive slices of SIZE bytes of one generated JSON document, an array
+    of records (:func:`_json_record`), written compact; ``random:SIZE``: random bytes. Both
+    come from a fixed seed. The messages are all different, and together longer than a
+    deflate window (32 KiB at most), so that context takeover never sees a message twice.
+    """
+    kind, numbers = parse_test(test)
+    size = numbers[0]
+    count = max(4, min(256, DEFLATE_POOL // size))
+    rng = random.Random(f"{DEFLATE_SEED}:{test}")
+    if kind == "random":
+        return [rng.randbytes(size) for _ in range(count)]
+    chunks: list[str] = []
+    length, number = 0, 0
+    while length < size * count:
+        chunk = json.dumps(_json_record(rng, number), separators=(",", ":"))
+        chunks.append(chunk)
+        length += len(chunk) + 1
+        number += 1
+    document = ("[" + ",".join(chunks) + "]").encode()
+    return [document[i * size : (i + 1) * size] for i in range(count)]
+
+
+def _extensions(headers: Any) -> str:
+    """The Sec-WebSocket-Extensions header of a handshake response, or "none"."""
+    try:
+        return str(headers.get("Sec-WebSocket-Extensions") or "none")
+    except AttributeError:
+        return "unknown"
+
+
+async def open_socketeer_deflate(uri: str) -> DeflateConnection:
+    import socketeer
+
+    ws = await socketeer.connect(uri, compression="deflate", max_size=MAX_MESSAGE)
+    return ws.send, ws.recv, ws.close, _extensions(getattr(ws.response, "headers", None))
+
+
+async def open_websockets_deflate(uri: str) -> DeflateConnection:
+    try:
+        from websockets.asyncio.client import connect
+    except ImportError as exc:
+        raise MissingError(f"websockets>=13 is not installed ({exc})") from exc
+    ws = await connect(uri, compression="deflate", max_size=MAX_MESSAGE)
+    return ws.send, ws.recv, ws.close, _extensions(ws.response.headers)
+
+
+async def open_aiohttp_deflate(uri: str) -> DeflateConnection:
+    try:
+        import aiohttp
+    except ImportError as exc:
+        raise MissingError(f"aiohttp is not installed ({exc})") from exc
+    session = aiohttp.ClientSession()
+    try:
+        # compress=15: offer permessage-deflate (aiohttp's client default is 0, none).
+        ws = await session.ws_connect(uri, compress=15, max_msg_size=MAX_MESSAGE)
+    except BaseException:
+        await session.close()
+        raise
+
+    async def close() -> None:
+        try:
+            await ws.close()
+        finally:
+            await session.close()
+
+    # aiohttp keeps the handshake response private; the header says what was negotiated.
+    headers = getattr(getattr(ws, "_response", None), "headers", None)
+    return ws.send_bytes, ws.receive_bytes, close, _extensions(headers)
+
+
+DEFLATE_OPENERS: dict[str, Callable[[str], Awaitable[DeflateConnection]]] = {
+    "socketeer": open_socketeer_deflate,
+    "websockets": open_websockets_deflate,
+    "aiohttp": open_aiohttp_deflate,
+}
+DEFLATE_CLIENTS = list(DEFLATE_OPENERS)
+
+
+async def _echo_cycle(
+    send: Callable[[bytes], Awaitable[Any]],
+    recv: Callable[[], Awaitable[Any]],
+    payloads: list[bytes],
+    duration: float,
+) -> tuple[int, float]:
+    """Round trips sending ``payloads`` in turn, and the seconds they took."""
+    start = perf_counter()
+    deadline = start + duration
+    count, number = 0, len(payloads)
+    while count < MAX_COUNT:
+        await send(payloads[count % number])
+        await recv()
+        count += 1
+        if perf_counter() >= deadline:
+            break
+    return count, perf_counter() - start
+
+
+async def run_deflate_tests(
+    name: str,
+    port: int,
+    tests: list[str],
+    repetitions: int,
+    duration: float,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
+    """:func:`run_tests` with compression on: one connection, ``json:`` and ``random:`` tests."""
+    if name not in DEFLATE_OPENERS:
+        raise MissingError(f"{name}: no permessage-deflate to measure")
+    send, recv, close, extensions = await DEFLATE_OPENERS[name](f"ws://127.0.0.1:{port}/")
+    results: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, list[float | None]]] = {}
+    others: dict[str, list[float | None]] = {}
+    try:
+        for test in tests:
+            payloads = deflate_payloads(test)
+            await send(payloads[0])
+            data = await recv()
+            if data != payloads[0]:
+                raise RuntimeError(
+                    f"sent {len(payloads[0])} bytes, got {len(data)} other bytes back"
+                )
+            rates = []
+            # All the threads: aiohttp compresses big messages in its loop's executor.
+            usage = Usage(server_pid, server_threads=True, client_threads=True)
+            for seconds in [WARMUP] + [duration] * repetitions:
+                usage.start()
+                count, elapsed = await _echo_cycle(send, recv, payloads, seconds)
+                usage.stop(count, elapsed)
+                rates.append(count / elapsed)
+            results[test] = rates[1:]  # not the warm-up
+            cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
+            others[test] = usage.others[1:]
+    finally:
+        await close()
+    return {"results": results, "cpu": cpu, "others": others, "extensions": extensions}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("library", choices=CLIENTS)
@@ -722,11 +917,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the server is threaded: count the CPU time of all its threads",
     )
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="offer permessage-deflate; tests json:SIZE and random:SIZE",
+    )
     args = parser.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})  # before any thread: they all inherit it
     try:
-        if args.library in SYNC_CLIENTS:
+        if args.compression:
+            output = run(
+                run_deflate_tests(
+                    args.library,
+                    args.port,
+                    args.tests.split(","),
+                    args.repetitions,
+                    args.duration,
+                    args.server_pid,
+                ),
+                args.loop,
+            )
+        elif args.library in SYNC_CLIENTS:
             output = run_sync_tests(
                 args.library,
                 args.port,

@@ -4,7 +4,9 @@
 127.0.0.1 and prints ``port N`` on stdout (or ``missing REASON`` when the library or the loop
 is not installed), then echoes every message back until its standard input closes, so it
 stops by itself when the parent goes away. ``--profile FILE`` runs it under cProfile and
-writes the stats to FILE on exit.
+writes the stats to FILE on exit. ``--compression`` serves with permessage-deflate instead
+(``echo.py --compression``; socketeer, websockets and aiohttp only, see
+:data:`DEFLATE_SERVERS`).
 
 Every server sends a binary message back as binary and a text message as text, with
 compression off and the message size limit raised to :data:`MAX_MESSAGE`; everything else is
@@ -34,6 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 __all__ = [
+    "DEFLATE_LIBRARIES",
     "LIBRARIES",
     "LOOPS",
     "MAX_MESSAGE",
@@ -346,6 +349,76 @@ SERVERS: dict[str, Callable[[], Awaitable[tuple[int, Stop]]]] = {
 }
 
 
+# Compression on (``--compression``, for ``echo.py --compression``): the same echo, with
+# permessage-deflate accepted when the client offers it, with each library's default
+# settings (window bits, memory level, context takeover). picows has no compression, and the
+# raw and threaded servers are not measured with it.
+
+
+async def _echo_handler(ws: Any) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+async def serve_socketeer_deflate() -> tuple[int, Stop]:
+    import socketeer
+
+    server = await socketeer.serve(
+        _echo_handler, "127.0.0.1", 0, compression="deflate", max_size=MAX_MESSAGE
+    )
+    return server.sockets[0].getsockname()[1], server.close
+
+
+async def serve_websockets_deflate() -> tuple[int, Stop]:
+    try:
+        from websockets.asyncio.server import serve
+    except ImportError as exc:
+        raise MissingError(f"websockets>=13 is not installed ({exc})") from exc
+    server = await serve(
+        _echo_handler, "127.0.0.1", 0, compression="deflate", max_size=MAX_MESSAGE
+    )
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return list(server.sockets)[0].getsockname()[1], stop
+
+
+async def serve_aiohttp_deflate() -> tuple[int, Stop]:
+    try:
+        from aiohttp import WSMsgType, web
+    except ImportError as exc:
+        raise MissingError(f"aiohttp is not installed ({exc})") from exc
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=True, max_msg_size=MAX_MESSAGE)
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type is WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+            elif message.type is WSMsgType.TEXT:
+                await ws.send_str(message.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = _listening_socket()
+    await web.SockSite(runner, sock).start()
+    return sock.getsockname()[1], runner.cleanup
+
+
+DEFLATE_SERVERS: dict[str, Callable[[], Awaitable[tuple[int, Stop]]]] = {
+    "socketeer": serve_socketeer_deflate,
+    "websockets": serve_websockets_deflate,
+    "aiohttp": serve_aiohttp_deflate,
+}
+DEFLATE_LIBRARIES = list(DEFLATE_SERVERS)
+"""The libraries measured with compression on (picows has none)."""
+
+
 async def stdin_closed() -> None:
     """Return once standard input closes (the parent's signal to stop), or after
     :data:`MAX_LIFETIME` seconds."""
@@ -365,9 +438,10 @@ async def stdin_closed() -> None:
         loop.remove_reader(0)
 
 
-async def main_async(library: str, profile: str | None) -> None:
+async def main_async(library: str, profile: str | None, compression: bool = False) -> None:
+    servers = DEFLATE_SERVERS if compression else SERVERS
     try:
-        port, stop = await SERVERS[library]()
+        port, stop = await servers[library]()
     except MissingError as exc:
         print(f"missing {exc}", flush=True)
         return
@@ -395,7 +469,15 @@ def main(argv: list[str] | None = None) -> int:
         "--loop", choices=LOOPS, default="asyncio", help="ignored by the threaded servers"
     )
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats to FILE")
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help=f"permessage-deflate on ({', '.join(DEFLATE_LIBRARIES)} only)",
+    )
     args = parser.parse_args(argv)
+    if args.compression and args.library not in DEFLATE_SERVERS:
+        print(f"missing {args.library}: no permessage-deflate to measure", flush=True)
+        return 0
     refused = None if args.profile is None else profile_refused(args.library)
     if refused is not None:
         parser.error(refused)
@@ -407,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     except MissingError as exc:
         print(f"missing {exc}", flush=True)
         return 0
-    run(main_async(args.library, args.profile), args.loop)
+    run(main_async(args.library, args.profile, args.compression), args.loop)
     return 0
 
 

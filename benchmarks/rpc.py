@@ -1,4 +1,5 @@
-"""RPC calls over loopback: socketeer.rpc beside a plain socketeer echo of the same size.
+"""RPC calls over loopback: socketeer.rpc beside a plain socketeer echo of the same size,
+and beside the other Python RPC libraries; and pub/sub fan-out against python-socketio.
 
 How much the RPC layer costs: calls per second of ``socketeer.rpc`` (``peer.call("echo",
 text)`` answered by ``@rpc.method async def echo(text): return text``), next to a plain
@@ -14,8 +15,8 @@ Method (that of ``echo.py``, whose helpers this reuses)
 
 - Every server runs in a process of its own (``rpc.py serve KIND``), and so does every load
   generator (``rpc.py load KIND``); both on 127.0.0.1 only, on a free port the server picks
-  and reports. The two servers of an event loop run at once, and each repetition goes round
-  both, so that a slow spell of a shared machine does not hit one of them only.
+  and reports. The servers of an event loop run at once, and each repetition goes round
+  them all, so that a slow spell of a shared machine does not hit one of them only.
 - Tests: one connection with one call in flight (calls/s are round trips/s), and 100
   connections each with one call in flight (calls/s, all connections together); with a
   64-character and a 1024-character string argument, echoed back.
@@ -32,9 +33,21 @@ Method (that of ``echo.py``, whose helpers this reuses)
   validated, as RPC's are), as long as the RPC request; the RPC response is a little shorter.
 - The default event loop, and uvloop when installed (``--loop`` picks one).
 
-Other RPC libraries (wsrpc-aiohttp, python-socketio) are for a later issue: each would be a
-new kind, with a server in :data:`SERVERS`, a connection opener in :data:`OPENERS`, a title
-in :data:`KINDS` and its ratio to ``plain``; the report keeps a section for them.
+Other RPC libraries (``rpc_peers.py``): **wsrpc-aiohttp** (``await client.call("echo",
+text=text)`` answered by a route ``async def echo(socket, *, text): return text``) and
+**python-socketio** (``await client.call("echo", text)``, an event answered with an
+acknowledgement by a handler that returns its argument; websocket transport only), both
+served on aiohttp, run the same tests the same way, interleaved with socketeer's, with the
+same string argument (their requests are a little longer or shorter: the report says how
+long). Their tables put socketeer.rpc beside them: calls/s, and the CPU time per call of the
+server. A library that is not installed, or does not run here, is n/a, with the reason.
+
+Pub/sub fan-out (``rpc_fanout.py``, whose docstring is the method): socketeer's
+``Rooms.publish`` of a 256-character text to a room of 1,000 members (RPC peers, the
+comparable case, and plain connections) against python-socketio's ``emit(..., room=...)``
+to 1,000 Socket.IO clients in a room; deliveries per second, and the CPU time of the server
+per publication. ``--sections calls`` or ``--sections pubsub`` runs one part only, and
+``--only rpc,wsrpc`` some of the RPC kinds only.
 """
 
 from __future__ import annotations
@@ -78,15 +91,28 @@ from echo_servers import (
     serve_socketeer,
     stdin_closed,
 )
+from rpc_fanout import (
+    FANOUT_KINDS,
+    FanoutResults,
+    fanout_header,
+    fanout_notes,
+    fanout_tables,
+    measure_fanout,
+)
+from rpc_peers import PACKAGES, PEER_KINDS, PEER_OPENERS, PEER_SERVERS
+from rpc_peers import request_size as peer_request_size
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RPC_RESULTS.md"
 
 KINDS = {"rpc": "socketeer.rpc", "plain": "plain echo"}
-"""What is measured: the RPC layer, and the plain socketeer echo it is compared with.
-wsrpc-aiohttp and python-socketio go here later (a later issue), as columns beside "rpc"."""
+"""What is measured: the RPC layer, and the plain socketeer echo it is compared with; the
+other RPC libraries are in :data:`rpc_peers.PEER_KINDS`, with tables of their own."""
 BASE = "plain"
 """The ratios are to this one."""
+TITLES = {**KINDS, **PEER_KINDS}
+"""Every kind measured: socketeer's two, then the other RPC libraries (``rpc_peers.py``)."""
+SECTIONS = ["calls", "pubsub"]
 CONNECTIONS = 100
 SIZES = [64, 1024]
 TESTS = [f"call:{size}" for size in SIZES] + [f"concurrent:{size}:{CONNECTIONS}" for size in SIZES]
@@ -137,6 +163,7 @@ async def serve_rpc() -> tuple[int, Stop]:
 SERVERS: dict[str, Callable[[], Awaitable[tuple[int, Stop]]]] = {
     "rpc": serve_rpc,
     "plain": serve_socketeer,  # echo.py's socketeer server: text comes back as text
+    **PEER_SERVERS,
 }
 
 
@@ -196,12 +223,14 @@ async def open_plain(uri: str) -> Connection:
 OPENERS: dict[str, Callable[[str], Awaitable[Connection]]] = {
     "rpc": open_rpc,
     "plain": open_plain,
+    **PEER_OPENERS,
 }
 
 
 def argument(kind: str, size: int) -> str:
-    """What a call sends: a string of ``size`` for RPC, text as long as its request else."""
-    length = size if kind == "rpc" else request_size(size)
+    """What a call sends: a string of ``size`` for RPC (every library), text as long as
+    socketeer.rpc's request for the plain echo."""
+    length = request_size(size) if kind == BASE else size
     return (os.urandom(length // 2 + 1).hex())[:length]  # no JSON escapes
 
 
@@ -310,6 +339,8 @@ def run_load(
 class Results:
     loops: list[str]
     tests: list[str]
+    kinds: list[str] = field(default_factory=lambda: list(TITLES))
+    """The kinds measured (``--only``)."""
     rates: dict[tuple[str, str, str], list[float] | str] = field(default_factory=dict)
     """(loop, kind, test) → calls/s of each repetition, or why there are none."""
     cpu: dict[tuple[str, str, str, str], list[float | None]] = field(default_factory=dict)
@@ -350,7 +381,7 @@ def measure_round(
         except (Failed, OSError) as exc:
             for test in tests:
                 results.rates.setdefault((loop, kind, test), "failed")
-            results.note(f"{KINDS[kind]}, {loop}: {', '.join(tests)} failed: {exc}")
+            results.note(f"{TITLES[kind]}, {loop}: {', '.join(tests)} failed: {exc}")
             continue
         for test in tests:
             cell = results.rates.setdefault((loop, kind, test), [])
@@ -368,12 +399,13 @@ def measure_all(results: Results, repetitions: int, duration: float, where: Plac
             continue
         running: list[KindServer] = []
         try:
-            for kind in KINDS:
+            for kind in results.kinds:
                 server = KindServer(kind, loop)
                 try:
                     server.start()
                 except (Failed, OSError) as exc:
-                    results.note(f"{KINDS[kind]} server, {loop}: n/a, {exc}")
+                    results.rates.update({(loop, kind, test): "n/a" for test in results.tests})
+                    results.note(f"{TITLES[kind]} server, {loop}: n/a, {exc}")
                     continue
                 running.append(server)
             for repetition in range(repetitions):
@@ -429,13 +461,46 @@ def tables(results: Results) -> list[str]:
             cells += [format_ratio(server[k], server[BASE]) for k in others]
             lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [
-        "### Other RPC libraries",
-        "",
-        "wsrpc-aiohttp and python-socketio: not measured yet (a later issue); they will be "
-        "columns beside socketeer.rpc, with the same plain echo as the base.",
-        "",
-    ]
+    lines += peer_tables(results)
+    return lines
+
+
+def peer_tables(results: Results) -> list[str]:
+    """socketeer.rpc beside the other RPC libraries, with the ratios."""
+    peers = [kind for kind in PEER_KINDS if kind in results.kinds]
+    if not peers:
+        return ["### Other RPC libraries", "", "Not measured in this run (`--only`).", ""]
+    ours = "rpc"
+    kinds = [ours, *peers]
+    lines: list[str] = []
+    for loop in results.loops:
+        lines += [f"### {loop} loop: other RPC libraries", ""]
+        header = " | ".join(TITLES[k] for k in kinds)
+        ratios = " | ".join(f"{TITLES[ours]} ÷ {TITLES[k]}" for k in peers)
+        lines.append(f"| calls/s | {header} | {ratios} |")
+        lines.append("|---|" + "---:|" * (len(kinds) + len(peers)))
+        for test in results.tests:
+            rates = {k: results.rate(loop, k, test) for k in kinds}
+            cells = [format_rate(rates[k], results.rates.get((loop, k, test))) for k in kinds]
+            cells += [format_ratio(rates[ours], rates[k]) for k in peers]
+            lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "CPU time per call, in µs (server / load generator); the ratios are the server's, "
+            f"each library's ÷ {TITLES[ours]}'s; lower µs, higher ratios are better for "
+            "socketeer.",
+            "",
+        ]
+        ratios = " | ".join(f"{TITLES[k]} ÷ {TITLES[ours]} (server)" for k in peers)
+        lines.append(f"| µs/call | {header} | {ratios} |")
+        lines.append("|---|" + "---:|" * (len(kinds) + len(peers)))
+        for test in results.tests:
+            server = {k: results.cpu_time(loop, k, test, "server") for k in kinds}
+            client = {k: results.cpu_time(loop, k, test, "client") for k in kinds}
+            cells = [f"{format_cpu(server[k])} / {format_cpu(client[k])}" for k in kinds]
+            cells += [format_ratio(server[k], server[ours]) for k in peers]
+            lines.append(f"| {test_title(test)} | " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
@@ -445,7 +510,7 @@ def spread_note(results: Results) -> str | None:
         if isinstance(cell, list) and len(cell) > 1 and min(cell) > 0:
             spread = max(cell) / min(cell) - 1
             if worst is None or spread > worst[0]:
-                worst = (spread, f"{test_title(test)}, {KINDS[kind]}, {loop}")
+                worst = (spread, f"{test_title(test)}, {TITLES[kind]}, {loop}")
     if worst is None:
         return None
     return f"largest spread between repetitions: {worst[0]:.0%} ({worst[1]})"
@@ -458,9 +523,15 @@ def report(
     duration: float,
     seconds: float,
     load: tuple[float | None, float | None],
+    fanout: FanoutResults | None = None,
 ) -> str:
+    """The markdown report: the calls (unless ``results.kinds`` is empty), then the pub/sub
+    fan-out when measured."""
     now = datetime.datetime.now().astimezone()
-    versions = ", ".join(f"{name} {version(name)}" for name in ["socketeer", "orjson", "uvloop"])
+    names = ["socketeer", "orjson", "uvloop", "aiohttp", *PACKAGES.values(), "python-engineio"]
+    if fanout is not None:
+        names.append("picows")
+    versions = ", ".join(f"{name} {version(name)}" for name in names)
     sizes = "; ".join(
         f"{size}-character string: request {request_size(size)} B, response "
         f"{response_size(size)} B"
@@ -473,19 +544,16 @@ def report(
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
         f"{platform.release()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()}); {versions}",
-        f'- compared: `socketeer.rpc` calls (`await peer.call("{METHOD}", text)`, answered by '
-        f"an `async def {METHOD}(text): return text` method) and a plain socketeer echo "
-        "(`await ws.send(text); await ws.recv()`) of a text message as long as the call's "
-        f"JSON request ({sizes}); the ratio is the RPC layer's share",
-        f"- placement: {describe(where)}",
-        f"- method: a server process and a load-generator process over 127.0.0.1; medians of "
-        f"{repetitions} runs of {duration:g} s each after a warm-up, the runs of both servers "
-        "interleaved; each connection has one call in flight (calls/s: all connections "
-        "together); compression off; message size limit 16 MiB; everything else is the "
-        "default",
-        "",
     ]
-    lines += tables(results)
+    if results.kinds:
+        lines += calls_header(results, where, repetitions, duration, sizes)
+    if fanout is not None:
+        lines += fanout_header(fanout, repetitions, duration)
+    lines.append("")
+    if results.kinds:
+        lines += tables(results)
+    if fanout is not None:
+        lines += fanout_tables(fanout)
     notes = []
     before, after = load
     if before is not None and after is not None:
@@ -505,9 +573,58 @@ def report(
     spread = spread_note(results)
     if spread is not None:
         notes.append(spread)
+    if fanout is not None:
+        notes += fanout_notes(fanout)
     if notes:
         lines += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
+
+
+def calls_header(
+    results: Results, where: Placement, repetitions: int, duration: float, sizes: str
+) -> list[str]:
+    peers = [kind for kind in PEER_KINDS if kind in results.kinds]
+    lines = [
+        f'- compared: `socketeer.rpc` calls (`await peer.call("{METHOD}", text)`, answered by '
+        f"an `async def {METHOD}(text): return text` method) and a plain socketeer echo "
+        "(`await ws.send(text); await ws.recv()`) of a text message as long as the call's "
+        f"JSON request ({sizes}); the ratio is the RPC layer's share",
+    ]
+    if peers:
+        lines.append(
+            f"- other RPC libraries, with the same string argument: {peer_summary(peers)}"
+        )
+    servers = "all the servers" if len(results.kinds) > 2 else "both servers"
+    lines += [
+        f"- placement: {describe(where)}",
+        f"- method: a server process and a load-generator process over 127.0.0.1; medians of "
+        f"{repetitions} runs of {duration:g} s each after a warm-up, the runs of {servers} "
+        "interleaved; each connection has one call in flight (calls/s: all connections "
+        "together); compression off; message size limit 16 MiB; everything else is the "
+        "default",
+    ]
+    return lines
+
+
+def peer_summary(peers: list[str]) -> str:
+    """What the other RPC libraries do, and how long their requests are."""
+    calls = {
+        "wsrpc": '`await client.call("echo", text=text)` (`WSRPCClient`), answered by a route '
+        "`async def echo(socket, *, text): return text` (`WebSocketAsync` on aiohttp)",
+        "socketio": '`await client.call("echo", text)` (`socketio.AsyncClient`, websocket '
+        "transport), answered by the acknowledgement of an `echo` event handler that returns "
+        "its argument (`socketio.AsyncServer` on aiohttp, websocket transport); message size "
+        "limits: their defaults",
+    }
+    parts = []
+    for kind in peers:
+        sizes = [peer_request_size(kind, size) for size in SIZES]
+        known = ", ".join(
+            f"{size}-character string: {'n/a' if length is None else f'{length} B'}"
+            for size, length in zip(SIZES, sizes, strict=True)
+        )
+        parts.append(f"{TITLES[kind]}, {calls[kind]} (requests: {known})")
+    return "; ".join(parts)
 
 
 def describe(where: Placement) -> str:
@@ -584,7 +701,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="glibc's mmap and trim thresholds at 1 GiB, as echo.py's option",
     )
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        help=f"only these RPC kinds, e.g. rpc,wsrpc (of {','.join(TITLES)})",
+    )
+    parser.add_argument(
+        "--sections",
+        type=lambda text: text.split(","),
+        default=SECTIONS,
+        help="calls (RPC), pubsub (fan-out), or both (the default): calls,pubsub",
+    )
     args = parser.parse_args(argv)
+    unknown = [kind for kind in args.only or [] if kind not in TITLES]
+    unknown += [section for section in args.sections if section not in SECTIONS]
+    if unknown:
+        parser.error(
+            f"unknown {', '.join(unknown)} (kinds: {', '.join(TITLES)}; sections: "
+            f"{', '.join(SECTIONS)})"
+        )
     if args.tuned_malloc:
         os.environ.update(TUNED_MALLOC)  # inherited by every server and load generator
     loops = [args.loop] if args.loop else (["asyncio"] if args.quick else list(LOOPS))
@@ -592,13 +727,19 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.duration or (0.5 if args.quick else 1.0)
     output = args.output or (None if args.quick else RESULTS)
     where = placement("same")
-    results = Results(loops, list(TESTS))
+    kinds = [kind for kind in TITLES if kind in (args.only or TITLES)]
+    results = Results(loops, list(TESTS), kinds if "calls" in args.sections else [])
+    fanout = FanoutResults(loops, list(FANOUT_KINDS)) if "pubsub" in args.sections else None
     print(f"RPC benchmark ({describe(where)})", file=sys.stderr, flush=True)
     before = load_average()
     started = time.perf_counter()
-    measure_all(results, repetitions, duration, where)
+    if results.kinds:
+        measure_all(results, repetitions, duration, where)
+    if fanout is not None:
+        measure_fanout(fanout, repetitions, duration)
     seconds = time.perf_counter() - started
-    text = report(results, where, repetitions, duration, seconds, (before, load_average()))
+    load = (before, load_average())
+    text = report(results, where, repetitions, duration, seconds, load, fanout)
     print(text)
     if output is not None:
         output.write_text(text)
