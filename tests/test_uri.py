@@ -98,6 +98,9 @@ INVALID_URIS = [
     ("ws://:8765/", "missing host"),
     ("ws://user:pass@/", "missing host"),
     ("ws://a..b/", "invalid host: a..b"),
+    # IDNA maps U+2025 TWO DOT LEADER to "..": an empty label (found by fuzz/fuzz_uri.py).
+    ("ws://a\u2025b/", "invalid host: a\u2025b"),
+    ("ws://a\uff0e\uff0eb/", "invalid host: a\uff0e\uff0eb"),
     ("ws://.", "invalid host: ."),
     ("ws://" + "a" * 64 + ".com", "invalid host: " + "a" * 64 + ".com"),
     ("ws://a<b/", "invalid host: a<b"),

@@ -180,6 +180,9 @@ def _parse_host(uri: str, host: str) -> str:
     try:
         decoded = urllib.parse.unquote(host, errors="strict").lower()
         ascii_host = decoded.encode("idna").decode("ascii")
+        # IDNA splits labels on dots before mapping characters, some of which map to dots
+        # (U+2025 TWO DOT LEADER becomes ".."): check the labels of the result again.
+        ascii_host.encode("idna")
     except UnicodeError:
         raise InvalidURI(uri, f"invalid host: {host}") from None
     if _REG_NAME_RE.fullmatch(ascii_host) is None:
