@@ -6,9 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.socketeer-installed
 BENCH_STAMP := $(VENV)/.socketeer-bench-installed
-SOURCES := src tests benchmarks examples
+SOURCES := src tests benchmarks examples fuzz
 
-.PHONY: venv demo test check style coverage bench clean
+.PHONY: venv demo test check style coverage bench fuzz clean
 
 $(STAMP): pyproject.toml setup.py src/socketeer/protocol/_speedups.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/echo.py --compression
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/rpc.py
+
+# Coverage-guided fuzzing with atheris (docs/fuzzing.md): each target of fuzz/ runs for
+# FUZZ_SECONDS seconds on a copy of its seed corpus; findings land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+
+fuzz: venv
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/socketeer/protocol/*.so
