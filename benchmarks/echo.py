@@ -85,6 +85,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -901,17 +902,8 @@ def main_compression(args: argparse.Namespace, where: Placement, loops: list[str
     results = Results(loops, list(DEFLATE_TESTS), fixed, columns, compression=True)
     if fixed != DEFLATE_FIXED:
         add_note(results, f"{DEFLATE_FIXED} is not installed: the fixed peer is {fixed} instead")
-    print(f"Echo benchmark, compression on ({where.description})", file=sys.stderr, flush=True)
-    load_before = load_average()
-    started = time.perf_counter()
-    measure_all(results, repetitions, duration, where, results.columns)
-    load_note(results, load_before, load_average())
-    text = compression_report(results, where, repetitions, duration, time.perf_counter() - started)
-    print(text)
-    if output is not None:
-        output.write_text(text)
-        print(f"(written to {output})", file=sys.stderr)
-    return 0
+    title = f"Echo benchmark, compression on ({where.description})"
+    return run_and_report(results, repetitions, duration, where, title, compression_report, output)
 
 
 # Profiling
@@ -1021,12 +1013,26 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(loops, tests, fixed, args.only or list(COLUMNS))
     if fixed != "picows":
         add_note(results, "picows is not installed: the fixed peer is socketeer instead")
-    print(f"Echo benchmark ({where.description})", file=sys.stderr, flush=True)
+    title = f"Echo benchmark ({where.description})"
+    return run_and_report(results, repetitions, duration, where, title, report, output)
+
+
+def run_and_report(
+    results: Results,
+    repetitions: int,
+    duration: float,
+    where: Placement,
+    title: str,
+    make_report: Callable[[Results, Placement, int, float, float], str],
+    output: Path | None,
+) -> int:
+    """Measure every figure of ``results``, print the report, write it to ``output``."""
+    print(title, file=sys.stderr, flush=True)
     load_before = load_average()
     started = time.perf_counter()
     measure_all(results, repetitions, duration, where, results.columns)
     load_note(results, load_before, load_average())
-    text = report(results, where, repetitions, duration, time.perf_counter() - started)
+    text = make_report(results, where, repetitions, duration, time.perf_counter() - started)
     print(text)
     if output is not None:
         output.write_text(text)

@@ -158,14 +158,14 @@ async def serve_picows() -> tuple[int, Stop]:
     return port, stop
 
 
-async def serve_aiohttp() -> tuple[int, Stop]:
+async def serve_aiohttp(compress: bool = False) -> tuple[int, Stop]:
     try:
         from aiohttp import WSMsgType, web
     except ImportError as exc:
         raise MissingError(f"aiohttp is not installed ({exc})") from exc
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_MESSAGE)
+        ws = web.WebSocketResponse(compress=compress, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         async for message in ws:
             if message.type is WSMsgType.BINARY:
@@ -386,28 +386,7 @@ async def serve_websockets_deflate() -> tuple[int, Stop]:
 
 
 async def serve_aiohttp_deflate() -> tuple[int, Stop]:
-    try:
-        from aiohttp import WSMsgType, web
-    except ImportError as exc:
-        raise MissingError(f"aiohttp is not installed ({exc})") from exc
-
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=True, max_msg_size=MAX_MESSAGE)
-        await ws.prepare(request)
-        async for message in ws:
-            if message.type is WSMsgType.BINARY:
-                await ws.send_bytes(message.data)
-            elif message.type is WSMsgType.TEXT:
-                await ws.send_str(message.data)
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = _listening_socket()
-    await web.SockSite(runner, sock).start()
-    return sock.getsockname()[1], runner.cleanup
+    return await serve_aiohttp(compress=True)
 
 
 DEFLATE_SERVERS: dict[str, Callable[[], Awaitable[tuple[int, Stop]]]] = {
