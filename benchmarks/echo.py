@@ -360,16 +360,26 @@ def run_client(
         command += ["--compression"]
     # Generous: each test is bounded in time; this only catches a hang.
     timeout = 60 + len(tests) * (repetitions * duration + 1) * 4
+    output = run_load_generator(command, timeout, f"{library} client")
+    if "missing" in output:
+        raise Failed(output["missing"])
+    return output
+
+
+def run_load_generator(command: list[str], timeout: float, what: str) -> dict[str, Any]:
+    """Run a load generator to its end; return the JSON object of its last line of output.
+
+    Raises:
+        Failed: if it hangs past ``timeout`` seconds (it is killed), fails, or prints nothing.
+    """
     try:
         done = subprocess.run(command, stdout=subprocess.PIPE, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise Failed(f"{library} client hung (killed after {timeout:.0f} s)") from None
+        raise Failed(f"{what} hung (killed after {timeout:.0f} s)") from None
     lines = done.stdout.decode().strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise Failed(f"{library} client failed with exit code {done.returncode}")
+        raise Failed(f"{what} failed with exit code {done.returncode}")
     output: dict[str, Any] = json.loads(lines[-1])
-    if "missing" in output:
-        raise Failed(output["missing"])
     return output
 
 

@@ -60,7 +60,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -78,6 +77,7 @@ from echo import (
     format_size,
     load_average,
     placement,
+    run_load_generator,
     version,
 )
 from echo_clients import MAX_COUNT, OPEN_BATCH, WARMUP, Usage, parse_test
@@ -319,14 +319,7 @@ def run_load(
     if server_pid is not None:
         command += ["--server-pid", str(server_pid)]
     timeout = 60 + len(tests) * (duration + 1) * 4  # each test is bounded: this catches a hang
-    try:
-        done = subprocess.run(command, stdout=subprocess.PIPE, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise Failed(f"{kind} load generator hung (killed after {timeout:.0f} s)") from None
-    lines = done.stdout.decode().strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise Failed(f"{kind} load generator failed with exit code {done.returncode}")
-    output: dict[str, Any] = json.loads(lines[-1])
+    output = run_load_generator(command, timeout, f"{kind} load generator")
     if "missing" in output:
         raise Failed(output["missing"])
     return output

@@ -78,7 +78,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from echo import Failed, cpu_model, format_ratio, installed, load_average, version
+from echo import (
+    Failed,
+    cpu_model,
+    format_ratio,
+    installed,
+    load_average,
+    run_load_generator,
+    version,
+)
 from echo_clients import run_time
 from scale_servers import BACKLOG, LIBRARIES, LOOPS, fd_limit
 
@@ -537,16 +545,7 @@ def run_handshakes(
     if where.clients is not None:
         command += ["--cpu", str(where.clients)]
     timeout = 60 + settings.duration * 4
-    try:
-        done = subprocess.run(command, stdout=subprocess.PIPE, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise Failed(
-            f"{library}: the handshake client hung (killed after {timeout:.0f} s)"
-        ) from None
-    lines = done.stdout.decode().strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise Failed(f"{library}: the handshake client failed with exit code {done.returncode}")
-    output: dict[str, Any] = json.loads(lines[-1])
+    output = run_load_generator(command, timeout, f"{library}: the handshake client")
     if "missing" in output:
         raise Missing(output["missing"])
     return output
