@@ -58,6 +58,7 @@ from socketeer.rpc.messages import (
     application_error,
     call_cancelled,
     call_timeout,
+    forbidden,
     internal_error,
     invalid_params,
     invalid_request,
@@ -66,6 +67,7 @@ from socketeer.rpc.messages import (
     method_not_found,
     parse,
     parse_error,
+    rate_limited,
     serialize,
     serialize_answers,
 )
@@ -887,6 +889,7 @@ class TestErrors:
     def test_codes(self) -> None:
         assert [int(code) for code in ErrorCode] == [
             -32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002,
+            -32003, -32004,
         ]  # fmt: skip
         assert (PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS) == (
             -32700,
@@ -936,6 +939,12 @@ class TestErrors:
              '"id":1}'),
             (call_cancelled(1),
              '{"jsonrpc":"2.0","error":{"code":-32002,"message":"call cancelled"},"id":1}'),
+            (forbidden(1, "call admin.reset not allowed"),
+             '{"jsonrpc":"2.0","error":{"code":-32003,"message":"forbidden",'
+             '"data":"call admin.reset not allowed"},"id":1}'),
+            (rate_limited(1, 0.12345),
+             '{"jsonrpc":"2.0","error":{"code":-32004,"message":"rate limit exceeded",'
+             '"data":{"retry_after":0.123}},"id":1}'),
         ],
     )  # fmt: skip
     def test_byte_for_byte(self, response: ErrorResponse, text: str) -> None:
@@ -1121,9 +1130,9 @@ class TestPendingCalls:
 
 def test_exports() -> None:
     from socketeer import rpc
-    from socketeer.rpc import client, peer, routes, server
+    from socketeer.rpc import access, client, peer, routes, server
 
-    modules = [messages, routes, peer, server, client]
+    modules = [messages, routes, peer, server, client, access]
     exported = {name for module in modules for name in module.__all__}
     exceptions = {"RPCError", "RemoteError", "CallTimeout", "ConnectionLost"}
     assert set(rpc.__all__) == exported - {"check_method_name"} | exceptions

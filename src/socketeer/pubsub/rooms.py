@@ -75,6 +75,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 from ..asyncio.connection import Connection, broadcast
 from ..exceptions import InvalidState, SlowConsumer
 from ..protocol.frames import CloseCode
+from ..rpc.access import RateLimit
 from ..rpc.messages import Notification, dump_json, serialize
 from ..rpc.peer import Peer
 from ..rpc.routes import Method
@@ -788,18 +789,23 @@ class Rooms:
 
     # RPC
 
-    def rpc_methods(self, *, client_publish: bool = False) -> dict[str, Method]:
+    def rpc_methods(
+        self, *, client_publish: bool = False, publish_limit: RateLimit | None = None
+    ) -> dict[str, Method]:
         """The reserved methods that serve these rooms to RPC clients, by name.
 
         :class:`~socketeer.rpc.RPC` (``RPC(rooms=rooms)``) gives them to the peers of its
-        connections; ``docs/pubsub.md`` specifies them.
+        connections; ``docs/pubsub.md`` specifies them. Joining and publishing ask the
+        peer's ``authorize`` hook first (:meth:`Peer.check_access
+        <socketeer.rpc.Peer.check_access>`).
 
         Args:
             client_publish: include ``$/room/publish``, so that clients may publish.
+            publish_limit: the rate limit of each peer's publications.
         """
         from .rpc import room_methods
 
-        return room_methods(self, client_publish=client_publish)
+        return room_methods(self, client_publish=client_publish, publish_limit=publish_limit)
 
 
 def _log_bad(publication: Publication, exc: Exception) -> None:

@@ -7,12 +7,15 @@ once, and passed to the rooms as one named tuple.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..rpc.access import RateLimit, RateLimited, TokenBucket
 from ..rpc.messages import Params
-from ..rpc.peer import current_peer
+from ..rpc.peer import Peer, current_peer
 from ..rpc.routes import InvalidArguments, Method
 from ..typedefs import JSONValue
 from .brokers.base import Position
@@ -24,12 +27,18 @@ if TYPE_CHECKING:
 __all__ = ["room_methods"]
 
 
-def room_methods(rooms: Rooms, *, client_publish: bool = False) -> dict[str, Method]:
+def room_methods(
+    rooms: Rooms, *, client_publish: bool = False, publish_limit: RateLimit | None = None
+) -> dict[str, Method]:
     """The reserved methods that serve ``rooms`` to RPC clients, by name; see
     :meth:`Rooms.rpc_methods <socketeer.pubsub.Rooms.rpc_methods>`."""
+    # Each peer's bucket, while the peer lives.
+    buckets: weakref.WeakKeyDictionary[Peer, TokenBucket] = weakref.WeakKeyDictionary()
 
     async def join(params: _JoinParams) -> JSONValue:
-        result = await rooms.join(current_peer(), params.room, since=params.since)
+        peer = current_peer()
+        await peer.check_access("join", params.room)
+        result = await rooms.join(peer, params.room, since=params.since)
         epoch, offset = result.position
         return {"epoch": epoch, "offset": offset, "recovered": result.recovered}
 
@@ -38,6 +47,16 @@ def room_methods(rooms: Rooms, *, client_publish: bool = False) -> dict[str, Met
         return None
 
     async def publish(params: _PublishParams) -> JSONValue:
+        peer = current_peer()
+        if publish_limit is not None:
+            now = asyncio.get_running_loop().time()
+            bucket = buckets.get(peer)
+            if bucket is None:
+                bucket = buckets[peer] = publish_limit.bucket(now)
+            retry_after = bucket.take(now)
+            if retry_after:
+                raise RateLimited(retry_after)
+        await peer.check_access("publish", params.room)
         epoch, offset = await rooms.publish(params.room, params.data)
         return {"epoch": epoch, "offset": offset}
 

@@ -17,7 +17,8 @@
 Modules: :mod:`~socketeer.rpc.messages`, the codec (pure, without sockets or asyncio);
 :mod:`~socketeer.rpc.routes`, the table of methods and its exposure rules;
 :mod:`~socketeer.rpc.peer`, one end of a connection, calling and answering;
-:mod:`~socketeer.rpc.server`, the application and the router; :mod:`~socketeer.rpc.client`,
+:mod:`~socketeer.rpc.server`, the application and the router;
+:mod:`~socketeer.rpc.access`, its authentication, authorization and rate limits; :mod:`~socketeer.rpc.client`,
 the asyncio client; :mod:`~socketeer.rpc.sync`, the blocking client
 (``with socketeer.rpc.sync.connect(url) as peer: peer.call("add", 1, 2)``).
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from ..exceptions import CallTimeout, ConnectionLost, RemoteError, RPCError
 from . import sync as sync  # the module: socketeer.rpc.sync.connect
+from .access import Action, Authenticate, Authorize, Forbidden, RateLimit, RateLimited
 from .client import RPCConnectOptions, connect
 from .messages import *  # noqa: F403
 from .messages import __all__ as _messages_all
@@ -66,6 +68,13 @@ __all__ = [
     "MAX_CONCURRENCY",
     "DEFAULT_EXECUTION_TIMEOUT",
     "DEFAULT_CALL_TIMEOUT",
+    # Access (socketeer.rpc.access)
+    "Action",
+    "Authenticate",
+    "Authorize",
+    "RateLimit",
+    "Forbidden",
+    "RateLimited",
     # Messages, the codec, error codes, method names (socketeer.rpc.messages)
     *_messages_all,
     # Exceptions

@@ -66,6 +66,8 @@ __all__ = [
     "APPLICATION_ERROR",
     "CALL_TIMEOUT",
     "CALL_CANCELLED",
+    "FORBIDDEN",
+    "RATE_LIMITED",
     "MAX_BATCH",
     "MAX_METHOD_NAME_LENGTH",
     "CANCEL_METHOD",
@@ -86,6 +88,8 @@ __all__ = [
     "application_error",
     "call_timeout",
     "call_cancelled",
+    "forbidden",
+    "rate_limited",
     "PendingCalls",
 ]
 
@@ -108,6 +112,10 @@ class ErrorCode(enum.IntEnum):
     """The call ran past the callee's execution timeout."""
     CALL_CANCELLED = -32002
     """The call was cancelled."""
+    FORBIDDEN = -32003
+    """The caller may not make this call (authorization)."""
+    RATE_LIMITED = -32004
+    """The caller made too many calls or publications (rate limit)."""
 
 
 PARSE_ERROR = ErrorCode.PARSE_ERROR
@@ -118,6 +126,8 @@ INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
 APPLICATION_ERROR = ErrorCode.APPLICATION_ERROR
 CALL_TIMEOUT = ErrorCode.CALL_TIMEOUT
 CALL_CANCELLED = ErrorCode.CALL_CANCELLED
+FORBIDDEN = ErrorCode.FORBIDDEN
+RATE_LIMITED = ErrorCode.RATE_LIMITED
 
 # The "message" of the errors predefined by section 5.1, word for word. What went wrong in
 # particular goes in "data", as a string, so that these stay what other implementations expect.
@@ -370,6 +380,19 @@ def call_timeout(id: RequestId, timeout: float) -> ErrorResponse:
 def call_cancelled(id: RequestId) -> ErrorResponse:
     """Answer to a call that was cancelled in the callee: -32002."""
     return ErrorResponse(id, Error(CALL_CANCELLED, "call cancelled"))
+
+
+def forbidden(id: RequestId, detail: str) -> ErrorResponse:
+    """Answer to a call that the caller may not make: -32003, ``data`` saying which, e.g.
+    ``call admin.reset not allowed``."""
+    return ErrorResponse(id, Error(FORBIDDEN, "forbidden", _printable(detail)))
+
+
+def rate_limited(id: RequestId, retry_after: float) -> ErrorResponse:
+    """Answer to a call over the caller's rate limit: -32004, ``data``
+    ``{"retry_after": seconds}``, when the next one would be let through."""
+    data: dict[str, JSONValue] = {"retry_after": round(retry_after, 3)}
+    return ErrorResponse(id, Error(RATE_LIMITED, "rate limit exceeded", data))
 
 
 # Parsing

@@ -71,6 +71,7 @@ from ..asyncio.connection import Connection
 from ..exceptions import CallTimeout, ConnectionClosed, ConnectionLost, InvalidState, RPCError
 from ..protocol.frames import CloseCode
 from ..typedefs import Data, JSONValue, LoggerLike, Subprotocol
+from .access import Action, Authorize, Forbidden, RateLimit, RateLimited
 from .messages import (
     CANCEL_METHOD,
     DISCOVER_METHOD,
@@ -90,6 +91,7 @@ from .messages import (
     application_error,
     call_cancelled,
     call_timeout,
+    forbidden,
     internal_error,
     invalid_params,
     invalid_request,
@@ -97,6 +99,7 @@ from .messages import (
     is_valid_method_name,
     method_not_found,
     parse,
+    rate_limited,
     serialize,
 )
 from .routes import (
@@ -364,6 +367,12 @@ def _check_reserved(reserved: Mapping[str, Method] | None) -> dict[str, Method]:
     return methods
 
 
+def _printable_name(name: str) -> str:
+    """A name from the other end, for messages: at most 128 characters, no controls."""
+    name = name if len(name) <= 128 else name[:128] + "…"
+    return name if name.isprintable() else repr(name)
+
+
 def _valid_id(value: object) -> TypeGuard[RequestId]:
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
 
@@ -385,6 +394,11 @@ class Peer:
             ``$/ping``, ``$/cancel``, ``rpc.discover``) are reachable; they run as jobs, as
             the methods of ``routes`` do, but only when requested (a notification for one is
             ignored), and ``rpc.discover`` does not list them.
+        user: who the other end is: what :class:`~socketeer.rpc.RPC`'s ``authenticate``
+            hook answered (:mod:`socketeer.rpc.access`).
+        authorize: asked before each call the other end makes (``"call"`` and the
+            method's name) and by :meth:`check_access`; see :mod:`socketeer.rpc.access`.
+        call_limit: the rate limit of the calls and notifications the other end makes.
 
     Raises:
         ValueError: if a name of ``reserved`` is not reserved, is the protocol's own, or is
@@ -398,6 +412,9 @@ class Peer:
         options: PeerOptions | None = None,
         *,
         reserved: Mapping[str, Method] | None = None,
+        user: object = None,
+        authorize: Authorize | None = None,
+        call_limit: RateLimit | None = None,
     ) -> None:
         self.connection = connection
         """The WebSocket connection."""
@@ -406,6 +423,10 @@ class Peer:
         self.options = PeerOptions() if options is None else options
         """The options."""
         self._reserved = _check_reserved(reserved)
+        self.user = user
+        """Who the other end is: what the application's ``authenticate`` hook answered,
+        ``None`` without one (:mod:`socketeer.rpc.access`)."""
+        self._authorize = authorize
         self.logger: LoggerLike = connection.logger
         self._loop = asyncio.get_running_loop()
         self._registered = Routes()  # this peer's own methods: register()
@@ -426,6 +447,7 @@ class Peer:
         self._reader: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._proxy: Proxy[Awaitable[Any]] = Proxy(self, "")
+        self._calls_bucket = None if call_limit is None else call_limit.bucket(self._loop.time())
 
     # Calling the other end
 
@@ -745,6 +767,33 @@ class Peer:
         except Exception:
             self.logger.error("%s.on_close failed", type(instance).__qualname__, exc_info=True)
 
+    # Access
+
+    async def check_access(self, action: Action, name: str) -> None:
+        """Ask the application's ``authorize`` hook whether the other end may do
+        ``action`` on ``name`` (a method, a room); nothing to do without a hook.
+
+        Raises:
+            Forbidden: if it may not; raised from a method, it answers the call -32003.
+        """
+        if self._authorize is None:
+            return
+        allowed = self._authorize(self, action, name)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        if allowed is not True:
+            if allowed is not False:
+                raise TypeError(
+                    f"authorize must return True or False, got {type(allowed).__name__}"
+                )
+            raise Forbidden(f"{action} {_printable_name(name)} not allowed")
+
+    def _over_limit(self) -> float:
+        """Take a call from the other end's rate limit: 0.0 if it may go on, else the seconds
+        until it may."""
+        bucket = self._calls_bucket
+        return 0.0 if bucket is None else bucket.take(self._loop.time())
+
     # Receiving
 
     def _receive(self, message: Data) -> list[str]:
@@ -803,6 +852,11 @@ class Peer:
 
     def _on_request(self, request: Request, reply: _Reply) -> None:
         id, name = request.id, request.method
+        if self._calls_bucket is not None:
+            retry_after = self._over_limit()
+            if retry_after:
+                reply.add(serialize(rate_limited(id, retry_after)))
+                return
         if name == PING_METHOD:
             reply.add(serialize(Response(id, "pong")))
             return
@@ -835,6 +889,9 @@ class Peer:
         name = notification.method
         if name == CANCEL_METHOD:
             self._on_cancel(notification.params, outbox)
+            return
+        if self._calls_bucket is not None and self._over_limit():
+            self._dropped("over the rate limit", name)
             return
         listeners = list(self._listeners.get(name, ()))
         method = None if is_reserved_method_name(name) else self._lookup(name)
@@ -923,6 +980,12 @@ class Peer:
         task = asyncio.current_task()
         assert task is not None
         try:
+            if (
+                self._authorize is not None
+                and job.method is not None
+                and job.message.method not in self._reserved
+            ):
+                await self.check_access("call", job.message.method)
             result = await self._invoke(job)
         except asyncio.CancelledError:
             if self._stopping or (job.stop is None and _cancelling(task)):
@@ -993,10 +1056,21 @@ class Peer:
         return serialize(call_cancelled(job.id))
 
     def _failed(self, job: _Job, exc: Exception) -> str | None:
+        if isinstance(exc, (Forbidden, RateLimited)):
+            if job.reply is None:
+                self._dropped(str(exc), job.message.method)
+                return None
+            if isinstance(exc, Forbidden):
+                return serialize(forbidden(job.id, str(exc)))
+            return serialize(rate_limited(job.id, exc.retry_after))
         if job.reply is None:
             self.logger.error("notification %s failed", job.message.method, exc_info=exc)
             return None
         return serialize(application_error(job.id, exc, debug=self.options.debug))
+
+    def _dropped(self, why: str, name: str) -> None:
+        # INFO, not WARNING: the other end decides how often this happens.
+        self.logger.info("notification %s dropped: %s", _printable_name(name), why)
 
     def _result(self, job: _Job, result: Any) -> str | None:
         if job.reply is None:

@@ -18,7 +18,9 @@ request before the handshake. That one:
 - refuses a WebSocket handshake that does not offer ``socketeer.rpc.v1`` with
   ``400 Bad Request``, whose body says so. The connection never opens: a client that speaks
   something else fails at once with a clear status, rather than opening, getting messages
-  it cannot read, and being closed.
+  it cannot read, and being closed;
+- asks its ``authenticate`` hook, if any, who the client is, and refuses the handshake with
+  ``403 Forbidden`` when it answers ``None`` (:mod:`socketeer.rpc.access`).
 
 Then each connection gets a :class:`~socketeer.rpc.Peer` that runs until it closes. Given
 :class:`~socketeer.pubsub.Rooms`, the application also serves the reserved methods of rooms
@@ -37,6 +39,7 @@ import http
 import importlib.resources
 import inspect
 import urllib.parse
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -48,6 +51,7 @@ from ..protocol.frames import CloseCode
 from ..protocol.headers import parse_subprotocol
 from ..protocol.http11 import Request, Response
 from ..typedefs import Subprotocol
+from .access import Authenticate, Authorize, RateLimit
 from .peer import SUBPROTOCOL, Peer, PeerOptions, PeerOptionsDict
 from .routes import Routes
 
@@ -88,13 +92,25 @@ class RPC(Routes):
         origins: the origins of the pages allowed to connect besides the server's own
             (e.g. ``["https://app.example.com"]``), or ``"*"`` for every page; see the
             module's description.
+        authenticate: ``authenticate(request)``, sync or async: the connection's user
+            (:attr:`Peer.user <socketeer.rpc.Peer.user>`), or ``None`` to refuse the
+            handshake with 403; see :mod:`socketeer.rpc.access`.
+        authorize: ``authorize(peer, action, name)``, sync or async: whether the client may
+            call a method (``"call"``), join a room (``"join"``) or publish to it
+            (``"publish"``); refused calls are answered -32003.
+        call_limit: the rate limit of each connection's calls and notifications; beyond
+            it, calls are answered -32004 and notifications dropped.
+        publish_limit: the rate limit of each connection's publications
+            (``$/room/publish``), on its own.
         options: the fields of :class:`~socketeer.rpc.PeerOptions` (``debug``,
             ``max_concurrency``, ``execution_timeout``, ``call_timeout``, ``max_batch``),
             for every connection.
 
     Raises:
-        TypeError, ValueError: if an option is invalid, ``client_publish`` is given
-            without ``rooms``, or ``origins`` is neither ``"*"`` nor a sequence of origins.
+        TypeError, ValueError: if an option is invalid, ``client_publish`` or
+            ``publish_limit`` is given without ``rooms``, ``publish_limit`` without
+            ``client_publish``, or ``origins`` is neither ``"*"`` nor a sequence of
+            origins.
     """
 
     def __init__(
@@ -103,6 +119,10 @@ class RPC(Routes):
         rooms: Rooms | None = None,
         client_publish: bool = False,
         origins: Sequence[str] | Literal["*"] = (),
+        authenticate: Authenticate | None = None,
+        authorize: Authorize | None = None,
+        call_limit: RateLimit | None = None,
+        publish_limit: RateLimit | None = None,
         **options: Unpack[PeerOptionsDict],
     ) -> None:
         super().__init__()
@@ -112,9 +132,31 @@ class RPC(Routes):
         """The options of the peers of its connections."""
         if client_publish and rooms is None:
             raise ValueError("client_publish needs rooms")
+        if publish_limit is not None and not client_publish:
+            raise ValueError("publish_limit needs client_publish")
+        for name, hook in (("authenticate", authenticate), ("authorize", authorize)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{name} must be callable, got {hook!r}")
+        for name, limit in (("call_limit", call_limit), ("publish_limit", publish_limit)):
+            if limit is not None and not isinstance(limit, RateLimit):
+                raise TypeError(f"{name} must be a RateLimit, got {limit!r}")
         self.rooms = rooms
         """The rooms its clients may join, if any."""
-        self._reserved = {} if rooms is None else rooms.rpc_methods(client_publish=client_publish)
+        self.authenticate = authenticate
+        """The hook that tells who a client is, if any."""
+        self.authorize = authorize
+        """The hook that tells what a client may do, if any."""
+        self.call_limit = call_limit
+        """The rate limit of each connection's calls, if any."""
+        self._reserved = (
+            {}
+            if rooms is None
+            else rooms.rpc_methods(client_publish=client_publish, publish_limit=publish_limit)
+        )
+        # The users that authenticate() answered, from the handshake to the handler.
+        self._users: weakref.WeakKeyDictionary[ServerConnection, object] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def subprotocols(self) -> Sequence[Subprotocol]:
@@ -132,11 +174,30 @@ class RPC(Routes):
             reason = f"subprotocol {SUBPROTOCOL} required"
             await connection.close(CloseCode.POLICY_VIOLATION, reason)
             return
-        await Peer(connection, self, self.options, reserved=self._reserved).run()
+        user = (
+            self._users.pop(connection, None) if isinstance(connection, ServerConnection) else None
+        )
+        if user is None and self.authenticate is not None:
+            # Only a connection whose handshake this app's process_request accepted has a user.
+            await connection.close(CloseCode.POLICY_VIOLATION, "not authenticated")
+            return
+        peer = Peer(
+            connection,
+            self,
+            self.options,
+            reserved=self._reserved,
+            user=user,
+            authorize=self.authorize,
+            call_limit=self.call_limit,
+        )
+        await peer.run()
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Serve the browser client, refuse handshakes without the subprotocol, or return
-        ``None`` to go on; see the module's description."""
+    def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None | Awaitable[Response | None]:
+        """Serve the browser client, refuse handshakes without the subprotocol or that
+        ``authenticate`` refuses, or return ``None`` to go on; see the module's
+        description."""
         path = _path(request)
         static = STATIC_FILES.get(path)
         if static is not None:
@@ -153,6 +214,22 @@ class RPC(Routes):
                 f"failed to open a WebSocket connection: this is a socketeer RPC endpoint; "
                 f"offer the subprotocol {SUBPROTOCOL}\n",
             )
+        if _is_upgrade(request) and self.authenticate is not None:
+            return self._authenticate(self.authenticate, connection, request)
+        return None
+
+    async def _authenticate(
+        self, authenticate: Authenticate, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        user = authenticate(request)
+        if inspect.isawaitable(user):
+            user = await user
+        if user is None:
+            return connection.respond(
+                http.HTTPStatus.FORBIDDEN,
+                "failed to open a WebSocket connection: authentication failed\n",
+            )
+        self._users[connection] = user
         return None
 
     def _origin_allowed(self, request: Request) -> bool:

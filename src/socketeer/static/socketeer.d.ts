@@ -16,6 +16,8 @@ export declare const ErrorCode: Readonly<{
   APPLICATION_ERROR: -32000;
   CALL_TIMEOUT: -32001;
   CALL_CANCELLED: -32002;
+  FORBIDDEN: -32003;
+  RATE_LIMITED: -32004;
 }>;
 
 /** WebSocket close codes: RFC 6455's, and the client's own HEARTBEAT_TIMEOUT (4000). */

@@ -96,6 +96,8 @@ export const ErrorCode = Object.freeze({
   APPLICATION_ERROR: -32000,
   CALL_TIMEOUT: -32001,
   CALL_CANCELLED: -32002,
+  FORBIDDEN: -32003,
+  RATE_LIMITED: -32004,
 });
 
 /** WebSocket close codes: RFC 6455's (as socketeer.protocol's CloseCode) and the client's own. */
