@@ -33,6 +33,7 @@ from .protocol.extensions.permessage_deflate import (
 )
 from .protocol.headers import validate_subprotocols
 from .protocol.server import SERVER_HEADER, SelectSubprotocol, ServerProtocol
+from .server import TrustedProxies
 from .typedefs import LoggerLike, Origin, Subprotocol
 from .uri import WebSocketURI
 
@@ -274,7 +275,8 @@ class ServerOptions(_Options):
     Raises:
         TypeError: if an option has the wrong type (e.g. a single origin, not a list).
         ValueError: if it has a wrong value (e.g. a negative timeout, ``max_queue`` below 1,
-            an unknown ``compression``, an invalid subprotocol, both ``unix`` and ``sock``).
+            an unknown ``compression``, an invalid subprotocol, both ``unix`` and ``sock``,
+            an entry of ``trusted_proxies`` that is no IP address or network).
     """
 
     _default_logger = "socketeer.server"
@@ -295,6 +297,12 @@ class ServerOptions(_Options):
     ``None``: 90% of the process's file-descriptor limit (``RLIMIT_NOFILE``) when the server
     starts, so that it refuses politely before ``accept()`` fails; no limit where the
     platform has none."""
+    trusted_proxies: Sequence[str] = ()
+    """The reverse proxies whose ``X-Forwarded-For`` header the server believes: IP
+    addresses (``"127.0.0.1"``, ``"::1"``), networks (``"10.0.0.0/8"``), and ``"unix"`` for
+    every peer of a Unix socket. When a connection comes from one, its ``remote_address`` is
+    that of the client the proxy forwards, ``(address, 0)``, and its ``proxy_address`` the
+    proxy's; see ``docs/deployment.md``. Empty: nobody is believed."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -302,11 +310,16 @@ class ServerOptions(_Options):
         if isinstance(self.origins, str):
             raise TypeError(f"origins must be a sequence of origins, not a str: {self.origins!r}")
         self.extension_factories()  # checks compression
+        self.proxies()  # checks trusted_proxies
 
     def extension_factories(self) -> list[ServerExtensionFactory]:
         """The extensions to accept: :attr:`extensions`, and permessage-deflate if
         :attr:`compression` asks for it."""
         return enable_server_permessage_deflate(self.extensions, self.compression)
+
+    def proxies(self) -> TrustedProxies:
+        """:attr:`trusted_proxies`, parsed."""
+        return TrustedProxies(self.trusted_proxies)
 
     def new_protocol(self) -> ServerProtocol:
         """A new sans-I/O protocol for an accepted connection."""
@@ -361,3 +374,4 @@ class ServerOptionsDict(_OptionsDict, total=False):
     extensions: Sequence[ServerExtensionFactory] | None
     server_header: str | None
     max_connections: int | None
+    trusted_proxies: Sequence[str]

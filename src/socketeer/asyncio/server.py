@@ -23,7 +23,7 @@ from ..protocol.base import CONNECTING, OPEN, Event
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
 from ..protocol.server import ServerProtocol
-from ..server import connection_limit, overloaded
+from ..server import connection_limit, format_client, forwarded_client, overloaded
 from ..typedefs import LoggerLike, StatusLike, Subprotocol
 from .connection import Connection
 from .handler import HandlerClass, connection_handler
@@ -126,6 +126,20 @@ class ServerConnection(Connection):
         self.handler_task: asyncio.Task[None] | None = None
         """The task running the handshake and the handler, once the request arrived."""
         self._open_timer: asyncio.TimerHandle | None = None
+        self._client: tuple[str, int] | None = None  # from X-Forwarded-For
+
+    @property
+    def remote_address(self) -> Any:
+        """The client's address: the socket's peer (e.g. ``(host, port)``); or, once the
+        request arrived from one of the server's ``trusted_proxies``, the client it
+        forwards, ``(address, 0)`` (``X-Forwarded-For`` tells no port)."""
+        return super().remote_address if self._client is None else self._client
+
+    @property
+    def proxy_address(self) -> Any:
+        """The address of the trusted proxy the connection came through (the socket's
+        peer), or ``None`` if :attr:`remote_address` is the socket's peer."""
+        return None if self._client is None else super().remote_address
 
     def respond(
         self,
@@ -160,6 +174,9 @@ class ServerConnection(Connection):
 
     def handshake_event(self, event: Event) -> None:
         assert isinstance(event, Request)
+        self._client = forwarded_client(
+            self.server.trusted_proxies, super().remote_address, event.headers, self.logger
+        )
         self.handler_task = self.loop.create_task(self._run(event))
 
     async def _run(self, request: Request) -> None:
@@ -177,7 +194,9 @@ class ServerConnection(Connection):
         if self.protocol.state is not OPEN:
             self.transport.close()
             return
-        self.logger.info("connection open from %s", format_address(self.remote_address))
+        self.logger.info(
+            "connection open from %s", format_client(self.remote_address, self.proxy_address)
+        )
         self.start_keepalive()
         try:
             await self.server.handler(self)
@@ -201,7 +220,7 @@ class ServerConnection(Connection):
         if self.protocol.response is not None and self.protocol.response.status_code == 101:
             self.logger.info(
                 "connection closed from %s with code %s",
-                format_address(self.remote_address),
+                format_client(self.remote_address, self.proxy_address),
                 self.close_code,
             )
 
@@ -228,6 +247,8 @@ class Server:
         self.logger: LoggerLike = self.options.get_logger()
         self._connection_options = self.options.connection_options()
         self._limit = connection_limit(self.options.max_connections)
+        self.trusted_proxies = self.options.proxies()
+        """The reverse proxies whose ``X-Forwarded-For`` the server believes."""
         self.connections: set[ServerConnection] = set()
         """The connections the server holds: in the handshake, open, or closing."""
         self.server: asyncio.Server | None = None

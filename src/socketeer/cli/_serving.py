@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from ..asyncio.server import Server
+from ..server import UNIX, TrustedProxies
 from . import CommandError
 from ._listen import Listeners
 
@@ -31,6 +32,8 @@ __all__ = [
     "LOG_FORMAT",
     "add_listen_arguments",
     "add_log_level",
+    "add_proxy_arguments",
+    "trusted_proxy",
     "check_listen_arguments",
     "port",
     "listen",
@@ -72,6 +75,33 @@ def add_log_level(parser: argparse.ArgumentParser, default: str = "info") -> Non
         default=default,
         help=f"{', '.join(LOG_LEVELS)} (default: %(default)s)",
     )
+
+
+def add_proxy_arguments(group: argparse._ArgumentGroup) -> None:
+    """Add ``--trusted-proxy``, repeatable, to a group of options: the ``trusted_proxies``
+    of the servers, in ``args.trusted_proxies``."""
+    group.add_argument(
+        "--trusted-proxy",
+        metavar="ADDR",
+        dest="trusted_proxies",
+        action="append",
+        type=trusted_proxy,
+        help=(
+            f"believe the X-Forwarded-For header of this reverse proxy: an IP address, a "
+            f"network (10.0.0.0/8), or {UNIX} for the peers of a Unix socket; repeatable"
+        ),
+    )
+
+
+def trusted_proxy(value: str) -> str:
+    """An argparse ``type``: an entry of ``trusted_proxies``."""
+    try:
+        TrustedProxies([value])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an IP address, a network such as 10.0.0.0/8, or {UNIX}, got {value!r}"
+        ) from None
+    return value
 
 
 def port(value: str) -> int:

@@ -30,7 +30,7 @@ import socket
 import ssl
 import sys
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from ..asyncio.server import Server, serve
@@ -43,6 +43,7 @@ from ._serving import (
     LOG_LEVELS,
     add_listen_arguments,
     add_log_level,
+    add_proxy_arguments,
     check_listen_arguments,
     handle_stop_signals,
     listen,
@@ -99,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--keyfile", metavar="FILE", help="its private key, if not in the certificate file"
     )
+    add_proxy_arguments(parser.add_argument_group("behind a reverse proxy"))
     scale = parser.add_argument_group("many processes")
     scale.add_argument(
         "--workers",
@@ -184,7 +186,8 @@ def _run_here(args: argparse.Namespace, tls: ssl.SSLContext | None) -> int:
             listeners = listen(args, DEFAULT_PORT)
             try:
                 ready = functools.partial(print_url, "serve", listeners.url(tls is not None))
-                return run_loop(_serve(args.app, module, app, listeners.sockets(), tls, ready))
+                main = _serve(args, module, app, listeners.sockets(), tls, ready)
+                return run_loop(main)
             finally:
                 listeners.close()
     except KeyboardInterrupt:
@@ -201,7 +204,7 @@ def _run_worker(args: argparse.Namespace) -> int:
             tls = _tls_context(args)
             module, app = load_app(args.app)
             ready = functools.partial(_tell, control, "ready")
-            return run_loop(_serve(args.app, module, app, sockets, tls, ready, control))
+            return run_loop(_serve(args, module, app, sockets, tls, ready, control))
     except CommandError as exc:
         _tell(control, f"error {one_line(exc)}")
         return exc.status
@@ -257,6 +260,8 @@ def _worker_command(args: argparse.Namespace, sockets: list[int], control: int) 
     """A worker's command line; the environment carries ``SOCKETEER_BROKER``."""
     command = [sys.executable, "-m", "socketeer", "serve", args.app]
     command += ["--log-level", args.log_level]
+    for proxy in args.trusted_proxies or ():
+        command += ["--trusted-proxy", proxy]
     for option, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
         if path is not None:
             command += [option, os.path.abspath(path)]
@@ -269,7 +274,7 @@ def _worker_command(args: argparse.Namespace, sockets: list[int], control: int) 
 
 
 async def _serve(
-    spec: str,
+    args: argparse.Namespace,
     module: ModuleType,
     app: object,
     sockets: list[socket.socket],
@@ -281,12 +286,14 @@ async def _serve(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     servers: list[Server] = []
+    proxies: Sequence[str] = args.trusted_proxies or ()
     try:
         for sock in sockets:
-            servers.append(await serve(app, sock=sock, ssl=tls))  # type: ignore[arg-type]
+            starting = serve(app, sock=sock, ssl=tls, trusted_proxies=proxies)  # type: ignore[arg-type]
+            servers.append(await starting)
     except (TypeError, ValueError) as exc:
         await asyncio.gather(*(server.close() for server in servers))
-        raise CommandError(f"cannot serve {spec}: {exc}") from exc
+        raise CommandError(f"cannot serve {args.app}: {exc}") from exc
 
     handle_stop_signals(servers, stop)
     if control is not None:

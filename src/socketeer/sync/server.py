@@ -28,7 +28,7 @@ from ..protocol.base import OPEN
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
 from ..protocol.server import ServerProtocol
-from ..server import connection_limit, overloaded
+from ..server import connection_limit, format_client, forwarded_client, overloaded
 from ..typedefs import LoggerLike, StatusLike
 from .connection import Connection
 from .handler import HandlerClass, connection_handler
@@ -71,6 +71,20 @@ class ServerConnection(Connection):
         self.server = server
         """The :class:`Server` this connection belongs to."""
         self.protocol: ServerProtocol = protocol
+        self._client: tuple[str, int] | None = None  # from X-Forwarded-For
+
+    @property
+    def remote_address(self) -> Any:
+        """The client's address: the socket's peer (e.g. ``(host, port)``); or, once the
+        request arrived from one of the server's ``trusted_proxies``, the client it
+        forwards, ``(address, 0)``; see the asyncio twin."""
+        return super().remote_address if self._client is None else self._client
+
+    @property
+    def proxy_address(self) -> Any:
+        """The address of the trusted proxy the connection came through (the socket's
+        peer), or ``None`` if :attr:`remote_address` is the socket's peer."""
+        return None if self._client is None else super().remote_address
 
     def respond(
         self,
@@ -95,6 +109,9 @@ class ServerConnection(Connection):
         if not isinstance(request, Request):
             self._close_socket()
             return
+        self._client = forwarded_client(
+            self.server.trusted_proxies, super().remote_address, request.headers, self.logger
+        )
         try:
             response = self.server.handshake(self, request)
         except Exception:
@@ -106,7 +123,9 @@ class ServerConnection(Connection):
             self._close_socket()
             return
         self.start()
-        self.logger.info("connection open from %s", format_address(self.remote_address))
+        self.logger.info(
+            "connection open from %s", format_client(self.remote_address, self.proxy_address)
+        )
         try:
             self.server.handler(self)
         except Exception as exc:
@@ -119,7 +138,7 @@ class ServerConnection(Connection):
             self.close()
         self.logger.info(
             "connection closed from %s with code %s",
-            format_address(self.remote_address),
+            format_client(self.remote_address, self.proxy_address),
             self.close_code,
         )
 
@@ -149,6 +168,8 @@ class Server:
         self.logger: LoggerLike = self.options.get_logger()
         self._connection_options = self.options.connection_options()
         self._limit = connection_limit(self.options.max_connections)
+        self.trusted_proxies = self.options.proxies()
+        """The reverse proxies whose ``X-Forwarded-For`` the server believes."""
         self.connections: set[ServerConnection] = set()
         """The connections the server holds: in the handshake, open, or closing."""
         self._threads: set[threading.Thread] = set()
