@@ -18,8 +18,8 @@ Modules: :mod:`~socketeer.rpc.messages`, the codec (pure, without sockets or asy
 :mod:`~socketeer.rpc.routes`, the table of methods and its exposure rules;
 :mod:`~socketeer.rpc.peer`, one end of a connection, calling and answering;
 :mod:`~socketeer.rpc.server`, the application and the router;
-:mod:`~socketeer.rpc.access`, its authentication, authorization and rate limits; :mod:`~socketeer.rpc.client`,
-the asyncio client; :mod:`~socketeer.rpc.sync`, the blocking client
+:mod:`~socketeer.rpc.access`, its authentication, authorization and rate limits;
+:mod:`~socketeer.rpc.client`, the asyncio client; :mod:`~socketeer.rpc.sync`, the blocking client
 (``with socketeer.rpc.sync.connect(url) as peer: peer.call("add", 1, 2)``).
 """
 
