@@ -44,8 +44,9 @@ class FrameQueue:
     def __init__(self, high: int | None = 16, low: int | None = None) -> None:
         self.high = high
         self.low = (high // 4 if high is not None else 0) if low is None else low
-        self.frames: deque[Frame] = deque()
-        """Received frames, not taken yet."""
+        self.frames: deque[Frame] | None = None
+        """Received frames, not taken yet; ``None`` until the first one (an idle connection
+        does not pay for the deque)."""
         self.messages = 0
         """How many whole messages are in :attr:`frames`."""
         self.paused = False
@@ -75,7 +76,10 @@ class FrameQueue:
         """Queue a received data frame (text, binary or continuation)."""
         if self.dropping:
             return
-        self.frames.append(frame)
+        frames = self.frames
+        if frames is None:
+            frames = self.frames = deque()
+        frames.append(frame)
         if frame.fin:
             self.messages += 1
             if self.high is not None and self.messages >= self.high and not self.paused:
@@ -122,6 +126,7 @@ class FrameQueue:
             UnicodeDecodeError: if ``decode=True`` and a binary message is not UTF-8.
         """
         frames = self.frames
+        assert frames is not None  # there is a message
         frame = frames.popleft()
         opcode, data = frame.opcode, frame.data
         if not frame.fin:
@@ -142,6 +147,7 @@ class FrameQueue:
 
     def take_frame(self) -> Frame:
         """Take the next frame, whole message or fragment; there must be one."""
+        assert self.frames is not None  # there is a frame
         frame = self.frames.popleft()
         if frame.fin:
             self._taken_message()

@@ -272,13 +272,15 @@ def test_close_timeout_against_silent_peer() -> None:
 def record_readers(ws: Any) -> list[threading.Thread]:
     """The threads that feed bytes to the protocol of ``ws``, in order."""
     readers: list[threading.Thread] = []
-    receive_data = ws.protocol.receive_data
 
-    def recording(data: Any) -> None:
-        readers.append(threading.current_thread())
-        receive_data(data)
+    class Recording(type(ws.protocol)):  # type: ignore[misc]
+        __slots__ = ()  # the layout of the protocol's class: its instance may become one
 
-    ws.protocol.receive_data = recording
+        def receive_data(self, data: Any) -> None:
+            readers.append(threading.current_thread())
+            super().receive_data(data)
+
+    ws.protocol.__class__ = Recording
     return readers
 
 
@@ -467,10 +469,13 @@ def test_close_from_another_thread_while_recv_blocks() -> None:
 def test_unexpected_error_while_reading(caplog: pytest.LogCaptureFixture) -> None:
     with run_server(echo) as server, connect(uri(server)) as ws:
 
-        def broken(data: Any) -> None:
-            raise RuntimeError("bug")
+        class Broken(type(ws.protocol)):  # type: ignore[misc]
+            __slots__ = ()  # the layout of the protocol's class: its instance may become one
 
-        ws.protocol.receive_data = broken  # type: ignore[method-assign]
+            def receive_data(self, data: Any) -> None:
+                raise RuntimeError("bug")
+
+        ws.protocol.__class__ = Broken
         ws.send("x")
         with caplog.at_level(logging.ERROR, "socketeer.client"):
             with pytest.raises(ConnectionClosedError):

@@ -68,6 +68,19 @@ class ClientProtocol(Protocol):
         ValueError: if a subprotocol is not a valid token.
     """
 
+    # Slots too: an idle connection keeps its protocol; a dict would cost ~350 bytes.
+    __slots__ = (
+        "wsuri",
+        "origin",
+        "key",
+        "available_extensions",
+        "available_subprotocols",
+        "subprotocol",
+        "request",
+        "response",
+        "_parser",
+    )
+
     def __init__(
         self,
         uri: WebSocketURI,
@@ -190,6 +203,10 @@ class ClientProtocol(Protocol):
             return
         self.extensions = extensions
         self.subprotocol = subprotocol
+        # Kept for the application; their lookup indexes are made again if it looks.
+        response.headers.shrink()
+        if self.request is not None:
+            self.request.headers.shrink()
         self._set_state(OPEN)
         self._events.append(response)
 

@@ -11,6 +11,7 @@ header costs a bounded amount of memory and time.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 
@@ -64,42 +65,59 @@ class Headers(MutableMapping[str, str]):
     every value of that name.
     """
 
-    __slots__ = ("_dict", "_list")
+    __slots__ = ("_items", "_index")
 
     def __init__(
         self, items: Iterable[tuple[str, str]] | MutableMapping[str, str] = (), /
     ) -> None:
-        self._dict: dict[str, list[str]] = {}
-        self._list: list[tuple[str, str]] = []
+        # name, value, name, value...: flat, without a tuple per header.
+        self._items: list[str] = []
+        # Lower-case name -> values: made by the first lookup, dropped by shrink().
+        self._index: dict[str, list[str]] | None = None
         pairs = items.items() if isinstance(items, MutableMapping) else items
         for name, value in pairs:
             self[name] = value
 
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            items = self._items
+            for i in range(0, len(items), 2):
+                index.setdefault(items[i].lower(), []).append(items[i + 1])
+        return index
+
+    def shrink(self) -> None:
+        """Drop the index that speeds up lookups, to save memory while nothing looks
+        anything up; the next lookup makes it again. Connections do this after the
+        handshake, for the request and the response they keep."""
+        self._index = None
+
     def __str__(self) -> str:
-        return "".join(f"{name}: {value}\r\n" for name, value in self._list) + "\r\n"
+        return "".join(f"{name}: {value}\r\n" for name, value in self.raw_items()) + "\r\n"
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self._list!r})"
+        return f"{self.__class__.__name__}({list(self.raw_items())!r})"
 
     def copy(self) -> Headers:
         """A shallow copy."""
-        return Headers(self._list)
+        return Headers(self.raw_items())
 
     def serialize(self) -> bytes:
         """The header lines and the blank line that ends them, as sent on the wire."""
         return str(self).encode("latin-1")
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._dict
+        return isinstance(key, str) and key.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._dict)
+        return iter(self._lookup())
 
     def __len__(self) -> int:
-        return len(self._dict)
+        return len(self._lookup())
 
     def __getitem__(self, key: str) -> str:
-        values = self._dict[key.lower()]
+        values = self._lookup()[key.lower()]
         if len(values) == 1:
             return values[0]
         raise MultipleValuesError(key)
@@ -110,23 +128,28 @@ class Headers(MutableMapping[str, str]):
             raise ValueError(f"invalid header name: {key!r}")
         if _VALUE_STR.fullmatch(value) is None:
             raise ValueError(f"invalid value for header {key}: {value!r}")
-        self._dict.setdefault(key.lower(), []).append(value)
-        self._list.append((key, value))
+        self._add(key, value)
+
+    def _add(self, key: str, value: str) -> None:
+        # For the parser, which checked the bytes already.
+        self._items += (key, value)
+        if self._index is not None:
+            self._index.setdefault(key.lower(), []).append(value)
 
     def __delitem__(self, key: str) -> None:
         key_lower = key.lower()
-        del self._dict[key_lower]
-        self._list = [(k, v) for k, v in self._list if k.lower() != key_lower]
+        del self._lookup()[key_lower]
+        self._items = [x for k, v in self.raw_items() if k.lower() != key_lower for x in (k, v)]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return self._dict == other._dict
+        return self._lookup() == other._lookup()
 
     def clear(self) -> None:
         """Remove every header."""
-        self._dict = {}
-        self._list = []
+        self._items = []
+        self._index = None
 
     def update(self, *args: object, **kwargs: str) -> None:
         """Add headers from a mapping or from ``(name, value)`` pairs; adds, never replaces."""
@@ -139,11 +162,12 @@ class Headers(MutableMapping[str, str]):
 
     def get_all(self, key: str) -> list[str]:
         """Every value of header ``key``, in order; an empty list when there is none."""
-        return self._dict.get(key.lower(), [])
+        return self._lookup().get(key.lower(), [])
 
     def raw_items(self) -> Iterator[tuple[str, str]]:
         """Every ``(name, value)`` pair, in order, names as they were given."""
-        return iter(self._list)
+        items = self._items
+        return zip(items[::2], items[1::2], strict=True)
 
 
 @dataclass
@@ -272,7 +296,8 @@ class _HeadParser:
         value = value.strip(b" \t")
         if _VALUE.fullmatch(value) is None:
             raise InvalidMessage(f"invalid HTTP header value: {_show(line)}")
-        self.headers[name.decode("ascii")] = value.decode("latin-1")
+        # Names are interned: every connection shares the strings of the usual ones.
+        self.headers._add(sys.intern(name.decode("ascii")), value.decode("latin-1"))
 
 
 class RequestParser(_HeadParser):

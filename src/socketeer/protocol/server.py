@@ -74,6 +74,19 @@ class ServerProtocol(Protocol):
         ValueError: if a subprotocol is not a valid token.
     """
 
+    # Slots too: an idle connection keeps its protocol; a dict would cost ~350 bytes.
+    __slots__ = (
+        "origins",
+        "available_extensions",
+        "available_subprotocols",
+        "select_subprotocol",
+        "server_header",
+        "subprotocol",
+        "request",
+        "response",
+        "_parser",
+    )
+
     def __init__(
         self,
         *,
@@ -102,10 +115,10 @@ class ServerProtocol(Protocol):
         """The client's request, once received."""
         self.response: Response | None = None
         """The response sent, once sent."""
-        self._parser = RequestParser()
+        self._parser: RequestParser | None = RequestParser()  # until the request is read
 
     def _receive_handshake(self) -> None:
-        if self.request is not None:
+        if self._parser is None:
             return  # waiting for the driver to answer; keep buffering what comes
         try:
             request = self._parser.feed(self._buffer)
@@ -120,6 +133,7 @@ class ServerProtocol(Protocol):
         if request is None:
             return
         del self._buffer[: self._parser.consumed]
+        self._parser = None
         self.request = request
         if self.debug:
             self.logger.debug("< %s %s HTTP/1.1", request.method, request.path)
@@ -340,6 +354,10 @@ class ServerProtocol(Protocol):
                 self.logger.debug("> %s: %s", name, value)
         self._writes.append(response.serialize())
         if response.status_code == 101:
+            # Kept for the application; their lookup indexes are made again if it looks.
+            response.headers.shrink()
+            if self.request is not None:
+                self.request.headers.shrink()
             self._set_state(OPEN)
             if self._buffer:
                 self._receive_frames(self._buffer)
