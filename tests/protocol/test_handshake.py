@@ -16,7 +16,7 @@ from socketeer.exceptions import (
 )
 from socketeer.protocol import ClientProtocol, Request, Response, ServerProtocol, State
 from socketeer.protocol.frames import OP_TEXT, Frame
-from socketeer.protocol.http11 import MAX_LINE_LENGTH
+from socketeer.protocol.http11 import MAX_HEAD_SIZE, MAX_LINE_LENGTH
 from socketeer.typedefs import Origin, Subprotocol
 from socketeer.uri import parse_uri
 
@@ -349,13 +349,46 @@ class TestServer:
         assert eof == b""
         assert isinstance(server.handshake_exc, InvalidMessage)
 
-    def test_oversized_request_is_answered_431(self) -> None:
+    def test_oversized_request_line_is_answered_414(self) -> None:
+        # RFC 9112 section 3: a request-target too long MUST get 414.
         server = ServerProtocol()
         server.receive_data(b"GET /" + b"a" * (MAX_LINE_LENGTH + 1))
         [response, eof] = server.data_to_send()
-        assert response.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        assert response.startswith(b"HTTP/1.1 414 ")  # "URI Too Long" in RFC 9110
         server.receive_data(b"more is ignored")
         assert server.data_to_send() == []
+
+    def test_oversized_header_line_is_answered_431(self) -> None:
+        server = ServerProtocol()
+        server.receive_data(b"GET / HTTP/1.1\r\nCookie: " + b"a" * MAX_LINE_LENGTH)
+        [response, eof] = server.data_to_send()
+        assert response.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+    def test_oversized_head_is_answered_431(self) -> None:
+        # Lines within their limit, but too many bytes of them in all.
+        server = ServerProtocol()
+        line = b"X-Filler: " + b"a" * 8000 + b"\r\n"
+        server.receive_data(b"GET / HTTP/1.1\r\n" + line * (MAX_HEAD_SIZE // len(line) + 1))
+        [response, eof] = server.data_to_send()
+        assert response.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        assert b"headers exceed limit of 65536 bytes" in response
+
+    def test_head_at_its_limit_is_accepted(self) -> None:
+        start = b"GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+        end = b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        end += b"Sec-WebSocket-Version: 13\r\n\r\n"
+        filler = MAX_HEAD_SIZE - len(start) - len(end)
+        lines = []
+        while filler > 0:
+            size = min(filler, 8000)
+            lines.append(b"X-Filler: " + b"a" * (size - 12) + b"\r\n")
+            filler -= size
+        head = start + b"".join(lines) + end
+        assert len(head) == MAX_HEAD_SIZE
+        server = ServerProtocol()
+        server.receive_data(head)
+        [request] = server.events_received()
+        assert isinstance(request, Request)
 
     def test_eof_during_request(self) -> None:
         server = ServerProtocol()

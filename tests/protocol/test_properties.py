@@ -1010,7 +1010,7 @@ def check_handshake_outcome(protocol: Protocol, events: list[object], writes: li
             assert (response.status_code == 101) is (protocol.handshake_exc is None)
         elif response is not None:
             # The request could not be parsed: the protocol answered by itself.
-            assert response.status_code in (400, 431)
+            assert response.status_code in (400, 414, 431)
             assert protocol.handshake_exc is not None
         else:
             assert (protocol.handshake_exc is not None) is eof_rcvd

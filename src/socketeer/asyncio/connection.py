@@ -435,6 +435,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             protocol.receive_into(nbytes)
         if protocol.state is not OPEN:
             self._process()
+            if protocol.state is CONNECTING:
+                self._read_while_connecting()
         else:
             # The hot path: _process() for an OPEN connection, inlined.
             events = protocol.events_received()
@@ -445,6 +447,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 self._dispatch(events)
         if protocol.unparsed:
             self._parse_unparsed()
+
+    def _read_while_connecting(self) -> None:
+        """Hook for subclasses: bytes arrived during the opening handshake."""
 
     def _parse_unparsed(self) -> None:
         # The protocol stops parsing after max_queue messages, so that one read full of

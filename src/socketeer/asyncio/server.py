@@ -43,6 +43,10 @@ __all__ = [
     "is_server_app",
 ]
 
+HANDSHAKE_BACKLOG = 65536
+"""Bytes a client may send after its handshake request before the server answers it (while
+``process_request`` runs): past them, the server stops reading from it until it answered."""
+
 HandlerFunction = Callable[["ServerConnection"], Awaitable[Any]]
 """The application: a coroutine function that runs once per connection."""
 
@@ -172,6 +176,12 @@ class ServerConnection(Connection):
                 self.logger.debug("! timed out during opening handshake")
             self.transport.abort()
 
+    def _read_while_connecting(self) -> None:
+        # What a client sends after its request waits in the protocol until the handshake is
+        # answered: past a limit, stop reading (below it, a client that leaves is still seen).
+        if self.protocol.handshake_backlog > HANDSHAKE_BACKLOG:
+            self._pause_reading()
+
     def handshake_event(self, event: Event) -> None:
         assert isinstance(event, Request)
         self._client = forwarded_client(
@@ -189,6 +199,7 @@ class ServerConnection(Connection):
             return  # the peer left, or the open timeout fired
         self.protocol.send_response(response)
         self._process()
+        self._resume_reading()
         if self._open_timer is not None:
             self._open_timer.cancel()
         if self.protocol.state is not OPEN:

@@ -21,6 +21,7 @@ from ..typedefs import BytesLike
 __all__ = [
     "MAX_LINE_LENGTH",
     "MAX_NUM_HEADERS",
+    "MAX_HEAD_SIZE",
     "MAX_BODY_SIZE",
     "Headers",
     "Request",
@@ -34,6 +35,9 @@ MAX_LINE_LENGTH = 8192
 
 MAX_NUM_HEADERS = 128
 """Most header lines accepted in one message."""
+MAX_HEAD_SIZE = 65536
+"""Most bytes of a start line and header lines in all: 128 lines of 8 KiB would be 1 MiB.
+(nginx stops at 32 KiB by default, Node.js at 16 KiB; big cookies fit either way.)"""
 
 MAX_BODY_SIZE = 1_048_576
 """Largest body accepted in a response that is not a 101, in bytes."""
@@ -274,6 +278,8 @@ class _HeadParser:
             self._read_line(view[offset:end])
             offset = end + 2
         self.consumed = pos + offset
+        if (self.consumed if self.done else pos + len(view)) > MAX_HEAD_SIZE:
+            raise SecurityError(f"headers exceed limit of {MAX_HEAD_SIZE} bytes")
         return self.done
 
     def _read_line(self, line: bytes) -> None:

@@ -124,7 +124,10 @@ class ServerProtocol(Protocol):
             request = self._parser.feed(self._buffer)
         except SecurityError as exc:
             self.handshake_exc = exc
-            self.send_response(self.reject(431, f"request rejected: {exc}"))
+            # RFC 9112 section 3: a request-target too long MUST get 414; 431 is for headers
+            # (RFC 6585 section 5).
+            status = 414 if self._parser.start_line is None else 431
+            self.send_response(self.reject(status, f"request rejected: {exc}"))
             return
         except InvalidMessage as exc:
             self.handshake_exc = exc
@@ -140,6 +143,12 @@ class ServerProtocol(Protocol):
             for name, value in request.headers.raw_items():
                 self.logger.debug("< %s: %s", name, value)
         self._events.append(request)
+
+    @property
+    def handshake_backlog(self) -> int:
+        """Bytes received after the request, waiting for the answer to the handshake (a
+        driver stops reading past a limit while the application decides)."""
+        return len(self._buffer) if self._parser is None and self.state is CONNECTING else 0
 
     def _receive_handshake_eof(self) -> None:
         if self.request is None and self.handshake_exc is None:
