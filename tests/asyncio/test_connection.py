@@ -319,6 +319,36 @@ class TestSend:
                     await asyncio.sleep(0)
             await closing
 
+    async def test_while_closing(self, side: Side) -> None:
+        # As when a server shuts down under a handler that sends: the close frame went out,
+        # the answer has not come yet. send() waits for the closing handshake and ends as
+        # the connection does, normally.
+        async with connection_pair(side) as (ws, peer):
+            closing = asyncio.create_task(ws.close(1001))
+            await asyncio.sleep(0)
+            assert ws.state is State.CLOSING
+            with pytest.raises(ConnectionClosedOK) as raised:
+                await ws.send("during the closing handshake")
+            assert raised.value.rcvd == Close(1001, "")
+            with pytest.raises(ConnectionClosedOK):
+                await ws.send(["fragments", "too"])
+            with pytest.raises(ConnectionClosedOK):
+                await ws.ping()
+            await closing
+
+    async def test_while_closing_with_a_peer_that_never_answers(
+        self, side: Side, raw_client: Any, raw_server: Any
+    ) -> None:
+        options = {"ping_interval": None, "close_timeout": 20 * MS}
+        async with connection_with_raw_peer(side, raw_client, raw_server, **options) as ws:
+            closing = asyncio.create_task(ws.close(1001))
+            await asyncio.sleep(0)
+            with pytest.raises(ConnectionClosedError) as raised:  # after close_timeout
+                await ws.send("during the closing handshake")
+            assert (raised.value.sent, raised.value.rcvd) == (Close(1001, ""), None)
+            assert ws.state is State.CLOSED
+            await closing
+
     async def test_compress_false(
         self, side: Side, record_writes: Callable[[Connection], list[bytes]]
     ) -> None:

@@ -494,6 +494,24 @@ def test_send_after_close() -> None:
             ws.send(b"late")
 
 
+def test_send_while_closing_waits_for_the_end() -> None:
+    # The close frame went out and the peer never answers: send() waits for the closing
+    # handshake, which close_timeout ends, rather than failing at once while it runs.
+    with silent_server() as port:
+        ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=None, close_timeout=50 * MS)
+        closer = threading.Thread(target=ws.close, args=(1001,))
+        closer.start()
+        deadline = time.monotonic() + 1
+        while ws.state is State.OPEN and time.monotonic() < deadline:
+            time.sleep(MS)
+        with pytest.raises(ConnectionClosedError) as info:
+            while True:  # the state may still be OPEN for a moment
+                ws.send("during the closing handshake")
+        assert ws.state is State.CLOSED
+        assert info.value.sent is not None and info.value.sent.code == 1001
+        closer.join(1)
+
+
 def test_send_when_writing_fails() -> None:
     with run_server(echo) as server, connect(uri(server)) as ws:
         ws.socket.shutdown(socket.SHUT_WR)  # the next write fails with EPIPE

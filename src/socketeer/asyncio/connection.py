@@ -64,7 +64,7 @@ from ..exceptions import (
     InvalidState,
 )
 from ..options import ConnectionOptions
-from ..protocol.base import CONNECTING, OPEN, Event, Protocol
+from ..protocol.base import CLOSING, CONNECTING, OPEN, Event, Protocol
 from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
 from ..protocol.keepalive import Keepalive, KeepaliveAction, Pings
 from ..typedefs import BytesLike, Data, LoggerLike
@@ -243,7 +243,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             else:
                 raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
         except InvalidState:
-            self._raise_if_closed()
+            await self._raise_when_closed()
             raise
         writes = protocol.data_to_send()  # _write_pending(), inlined on the hot path
         if writes:
@@ -267,7 +267,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 else:
                     protocol.send_binary(as_bytes(first), fin=False, compress=compress)
             except InvalidState:
-                self._raise_if_closed()
+                await self._raise_when_closed()
                 raise
             self._write_pending()
             try:
@@ -286,7 +286,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                     protocol.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
                     self._process()
                 elif isinstance(exc, InvalidState):
-                    self._raise_if_closed()
+                    await self._raise_when_closed()
                 raise
         finally:
             self._fragmented_send = None
@@ -312,7 +312,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         try:
             self.protocol.send_ping(payload)
         except InvalidState:
-            self._raise_if_closed()
+            await self._raise_when_closed()
             raise
         waiter: asyncio.Future[float] = self.loop.create_future()
         self._pings.sent(payload, self.loop.time(), waiter)
@@ -328,7 +328,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         try:
             self.protocol.send_pong(as_bytes(data))
         except InvalidState:
-            self._raise_if_closed()
+            await self._raise_when_closed()
             raise
         self._write_pending()
 
@@ -342,11 +342,21 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         try:
             self.protocol.send_frame(frame, compress=compress)
         except InvalidState:
-            self._raise_if_closed()
+            await self._raise_when_closed()
             raise
         self._write_pending()
         if self._writing_paused:
             await self._drain()
+
+    async def _raise_when_closed(self) -> None:
+        """After :exc:`InvalidState` from sending: while the connection is closing (the
+        server shutting down, the peer's close frame answered), wait until it is closed (the
+        close timer bounds the wait), so that a handler sending then ends as the connection
+        did, with :exc:`ConnectionClosedOK` after a normal closing handshake; then raise
+        what :meth:`_raise_if_closed` raises."""
+        if self.protocol.state is CLOSING:
+            await asyncio.shield(self._closed)
+        self._raise_if_closed()
 
     # Closing
 

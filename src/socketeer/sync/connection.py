@@ -75,7 +75,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Literal, NoReturn, overload
 
 from ..connection import BroadcastResult, ConnectionBase, as_bytes, is_text
 from ..exceptions import (
@@ -85,7 +85,7 @@ from ..exceptions import (
     InvalidState,
 )
 from ..options import ConnectionOptions
-from ..protocol.base import OPEN, Event, Protocol
+from ..protocol.base import CLOSING, OPEN, Event, Protocol
 from ..protocol.frames import OP_BINARY, OP_CONT, OP_PONG, OP_TEXT, CloseCode, Frame
 from ..protocol.keepalive import Keepalive, KeepaliveAction, Pings
 from ..typedefs import BytesLike, Data, LoggerLike
@@ -369,9 +369,15 @@ class Connection(ConnectionBase):
             try:
                 yield
             except InvalidState:
-                self._raise_if_closed()
-                raise
-            exc = self._write_sent()
+                if self.protocol.state is not CLOSING:
+                    self._raise_if_closed()
+                    raise
+                closing = True
+            else:
+                closing = False
+                exc = self._write_sent()
+        if closing:
+            self._raise_when_closed()
         if exc is not None:
             self._write_failed(exc)
 
@@ -384,9 +390,15 @@ class Connection(ConnectionBase):
             try:
                 send(message, True, compress)
             except InvalidState:
-                self._raise_if_closed()
-                raise
-            exc = self._write_sent()
+                if self.protocol.state is not CLOSING:
+                    self._raise_if_closed()
+                    raise
+                closing = True
+            else:
+                closing = False
+                exc = self._write_sent()
+        if closing:
+            self._raise_when_closed()
         if exc is not None:
             self._write_failed(exc)
 
@@ -402,6 +414,16 @@ class Connection(ConnectionBase):
         # The socket is shut down: the reading thread ends and closes the connection.
         self._join_reader(self.options.close_timeout)
         raise self._closed_exc() from exc
+
+    def _raise_when_closed(self) -> NoReturn:
+        """After :exc:`InvalidState` from sending while the connection is closing (the
+        server shutting down, the peer's close frame answered): wait until it is closed, at
+        most ``close_timeout`` (then aborting it, as :meth:`close` does), so that a handler
+        sending then ends as the connection did, with :exc:`ConnectionClosedOK` after a
+        normal closing handshake."""
+        if threading.current_thread() is not self.recv_events_thread:
+            self._join_reader(self.options.close_timeout)
+        raise self._closed_exc() from self.protocol.parser_exc
 
     # Closing
 
