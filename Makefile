@@ -8,7 +8,7 @@ STAMP := $(VENV)/.socketeer-installed
 BENCH_STAMP := $(VENV)/.socketeer-bench-installed
 SOURCES := src tests benchmarks examples fuzz
 
-.PHONY: venv demo test check style coverage bench fuzz clean
+.PHONY: venv demo test check style coverage bench soak fuzz clean
 
 $(STAMP): pyproject.toml setup.py src/socketeer/protocol/_speedups.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/echo.py --compression
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/rpc.py
+
+# Load and soak (about 20 minutes; not part of bench or test): 10,000 idle connections,
+# 1,000 clients echoing for 10 minutes, then a graceful shutdown under that load.
+soak: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/soak.py
 
 # Coverage-guided fuzzing with atheris (docs/fuzzing.md): each target of fuzz/ runs for
 # FUZZ_SECONDS seconds on a copy of its seed corpus; findings land in fuzz/artifacts/.
