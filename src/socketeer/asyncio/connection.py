@@ -694,7 +694,8 @@ def broadcast(
     sent = skips = 0
     for connection in connections:
         transport = connection.transport
-        if transport is None or connection.protocol.state is not OPEN or transport.is_closing():
+        protocol = connection.protocol
+        if transport is None or protocol.state is not OPEN or transport.is_closing():
             continue
         limit = connection.options.write_limit if max_backlog is None else max_backlog
         if transport.get_write_buffer_size() > limit:
@@ -702,8 +703,18 @@ def broadcast(
             if skipped is not None:
                 skipped.append(connection)
             continue
+        # The fast path, for every connection after the first of its encoding: its bytes,
+        # straight to the transport (the protocol has nothing else to write: the driver
+        # writes what it produces at once).
+        key = protocol.encoding_key()
+        writes = None if key is None else cache.get(key)
+        if writes is not None and protocol.sending:
+            for data in writes:
+                transport.write(data)
+            sent += 1
+            continue
         try:
-            connection.protocol.send_shared(message, cache)
+            protocol.send_shared(message, cache)
         except InvalidState:  # a fragmented message is underway
             skips += 1
             if skipped is not None:

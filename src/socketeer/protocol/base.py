@@ -757,6 +757,8 @@ class Protocol:
         """
         if self._mask:
             return None
+        if not self.extensions:
+            return ()
         keys = []
         for extension in self.extensions:
             key = extension.encoding_key()
