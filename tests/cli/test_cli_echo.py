@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -142,6 +143,22 @@ async def test_echo_then_stop(start_echo: StartEcho, signum: int) -> None:
         assert await closed_code(ws) == 1001
     assert await _exited(server) == 0
     assert server.stdout == f"socketeer echo: {url}\n"
+    assert "Traceback" not in server.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_event_loop(start_echo: StartEcho, loop: str) -> None:
+    server = start_echo("--port", "0", "--loop", loop)
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        assert await _exited(server) == 1
+        assert "argument --loop: cannot use uvloop: " in one_line(server.stderr)
+        return
+    async with socketeer.connect(server.url()) as ws:
+        await ws.send("which loop?")
+        assert await recv(ws) == "which loop?"
+        server.process.send_signal(signal.SIGTERM)
+        assert await closed_code(ws) == 1001
+    assert await _exited(server) == 0
     assert "Traceback" not in server.stderr
 
 

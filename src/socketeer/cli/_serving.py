@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import socket
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..asyncio.server import Server
 from ..server import UNIX, TrustedProxies
@@ -33,6 +34,8 @@ __all__ = [
     "add_listen_arguments",
     "add_log_level",
     "add_proxy_arguments",
+    "add_loop_argument",
+    "event_loop",
     "trusted_proxy",
     "check_listen_arguments",
     "port",
@@ -91,6 +94,40 @@ def add_proxy_arguments(group: argparse._ArgumentGroup) -> None:
             f"network (10.0.0.0/8), or {UNIX} for the peers of a Unix socket; repeatable"
         ),
     )
+
+
+def add_loop_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--loop``: ``auto``, ``asyncio`` or ``uvloop``."""
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="the event loop: auto is uvloop if installed, else asyncio's (default: auto)",
+    )
+
+
+T = TypeVar("T")
+
+
+def event_loop(name: str) -> tuple[str, Callable[[Coroutine[Any, Any, T]], T]]:
+    """The event loop of ``--loop``: its name, and a function that runs a coroutine in a
+    new one.
+
+    Raises:
+        CommandError: if uvloop is asked for and not installed.
+    """
+    if name != "asyncio":
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ImportError as exc:
+            if name == "uvloop":
+                raise CommandError(
+                    f"argument --loop: cannot use uvloop: {exc} (pip install socketeer[fast])"
+                ) from exc
+        else:
+            run: Callable[[Coroutine[Any, Any, T]], T] = uvloop.run
+            return "uvloop", run
+    return "asyncio", asyncio.run
 
 
 def trusted_proxy(value: str) -> str:
@@ -159,11 +196,20 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_loop(main: Coroutine[Any, Any, int]) -> int:
-    """Run ``main`` in a new event loop; return its exit status, or 1 if it was cancelled
-    (by a second signal)."""
+def run_loop(main: Coroutine[Any, Any, int], loop: str = "asyncio") -> int:
+    """Run ``main`` in a new event loop of ``--loop``; return its exit status, or 1 if it was
+    cancelled (by a second signal).
+
+    Raises:
+        CommandError: if uvloop is asked for and not installed.
+    """
     try:
-        status: int = asyncio.run(main)
+        _, run = event_loop(loop)
+    except CommandError:
+        main.close()  # never to run
+        raise
+    try:
+        status: int = run(main)
     except asyncio.CancelledError:
         logger.warning("stopped without waiting for every connection to close")
         return 1

@@ -42,14 +42,13 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import importlib
 import json
 import math
 import signal
 import sys
 import time
 from array import array
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from random import Random
 from typing import Any, TextIO
 
@@ -58,6 +57,7 @@ from ..exceptions import ConnectionClosed
 from ..protocol.base import MAX_SIZE
 from ..uri import parse_uri
 from . import CommandError, one_line
+from ._serving import add_loop_argument, event_loop
 from ._units import format_size, size_type
 
 __all__ = [
@@ -192,12 +192,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the results as one JSON object, instead of a table",
     )
-    output.add_argument(
-        "--loop",
-        choices=["auto", "asyncio", "uvloop"],
-        default="auto",
-        help="the event loop: auto is uvloop if installed, else asyncio's (default: auto)",
-    )
+    add_loop_argument(output)
 
 
 def _url(value: str) -> str:
@@ -262,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         CommandError: if no connection opens, uvloop is asked for but missing, or a second
             signal interrupts.
     """
-    loop_name, runner = _runner(args.loop)
+    loop_name, runner = event_loop(args.loop)
     if args.duration is None and args.messages is None:
         args.duration = DEFAULT_DURATION
     try:
@@ -274,25 +269,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report.format(), end="")
     return 1 if report.error_count else 0
-
-
-Runner = Callable[[Coroutine[Any, Any, "Report"]], "Report"]
-
-
-def _runner(name: str) -> tuple[str, Runner]:
-    """The event loop's name and a function that runs a coroutine in a new one."""
-    if name != "asyncio":
-        try:
-            uvloop = importlib.import_module("uvloop")
-        except ImportError as exc:
-            if name == "uvloop":
-                raise CommandError(
-                    f"argument --loop: cannot use uvloop: {exc} (pip install socketeer[fast])"
-                ) from exc
-        else:
-            run: Runner = uvloop.run
-            return "uvloop", run
-    return "asyncio", asyncio.run
 
 
 async def _bench(args: argparse.Namespace, loop_name: str, stderr: TextIO) -> Report:

@@ -19,6 +19,7 @@ from ._serving import (
     LOG_FORMAT,
     add_listen_arguments,
     add_log_level,
+    add_loop_argument,
     check_listen_arguments,
     handle_stop_signals,
     listen,
@@ -68,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept permessage-deflate when a client offers it (the default)",
     )
     compression.add_argument("--no-compression", action="store_true", help="refuse compression")
+    add_loop_argument(parser)
     add_log_level(parser)
 
 
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         with sigterm_interrupts():
             listeners = listen(args, DEFAULT_PORT)
             try:
-                return run_loop(_serve(args, listeners))
+                return run_loop(_serve(args, listeners), args.loop)
             finally:
                 listeners.close()
     except KeyboardInterrupt:

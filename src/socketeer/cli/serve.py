@@ -43,6 +43,7 @@ from ._serving import (
     LOG_LEVELS,
     add_listen_arguments,
     add_log_level,
+    add_loop_argument,
     add_proxy_arguments,
     check_listen_arguments,
     handle_stop_signals,
@@ -114,6 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the rooms' broker, e.g. redis://localhost:6379/0; sets SOCKETEER_BROKER",
     )
+    add_loop_argument(parser)
     add_log_level(parser)
     # A worker's: the descriptors it inherits from the supervisor.
     parser.add_argument("--worker-sockets", type=_descriptors, help=argparse.SUPPRESS)
@@ -187,7 +189,7 @@ def _run_here(args: argparse.Namespace, tls: ssl.SSLContext | None) -> int:
             try:
                 ready = functools.partial(print_url, "serve", listeners.url(tls is not None))
                 main = _serve(args, module, app, listeners.sockets(), tls, ready)
-                return run_loop(main)
+                return run_loop(main, args.loop)
             finally:
                 listeners.close()
     except KeyboardInterrupt:
@@ -204,7 +206,7 @@ def _run_worker(args: argparse.Namespace) -> int:
             tls = _tls_context(args)
             module, app = load_app(args.app)
             ready = functools.partial(_tell, control, "ready")
-            return run_loop(_serve(args, module, app, sockets, tls, ready, control))
+            return run_loop(_serve(args, module, app, sockets, tls, ready, control), args.loop)
     except CommandError as exc:
         _tell(control, f"error {one_line(exc)}")
         return exc.status
@@ -259,7 +261,7 @@ def _tell(control: socket.socket, line: str) -> None:
 def _worker_command(args: argparse.Namespace, sockets: list[int], control: int) -> list[str]:
     """A worker's command line; the environment carries ``SOCKETEER_BROKER``."""
     command = [sys.executable, "-m", "socketeer", "serve", args.app]
-    command += ["--log-level", args.log_level]
+    command += ["--log-level", args.log_level, "--loop", args.loop]
     for proxy in args.trusted_proxies or ():
         command += ["--trusted-proxy", proxy]
     for option, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
