@@ -243,11 +243,7 @@ class Child:
         self.process = None
         if self in RUNNING:
             RUNNING.remove(self)
-        try:
-            if process.stdin is not None:
-                process.stdin.close()
-        except OSError:
-            pass
+        self.ask_to_stop(process)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -255,6 +251,14 @@ class Child:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+    def ask_to_stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Tell the process to stop: close its stdin."""
+        try:
+            if process.stdin is not None:
+                process.stdin.close()
+        except OSError:
+            pass
 
 
 def stop_all() -> None:

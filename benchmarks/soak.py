@@ -246,22 +246,10 @@ class ServeProcess(Child):
             )
         RUNNING.append(self)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        process = self.process
-        if process is None:
-            return
-        self.process = None
-        if self in RUNNING:
-            RUNNING.remove(self)
+    def ask_to_stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Tell the server to stop: SIGTERM, as a process manager would."""
         if process.poll() is None:
             process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def start_server(settings: Settings, samples: Path, where: Where) -> tuple[ServeProcess, int]:
