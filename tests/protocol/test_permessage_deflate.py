@@ -457,6 +457,78 @@ class TestMemory:
         assert retained < 8 * KIB
 
 
+INCOMPRESSIBLE = random.Random(7692).randbytes(64 * KIB)
+COMPRESSIBLE = b'{"id": 1, "name": "alice", "tags": ["admin", "beta"]},' * 1200
+
+
+class TestIncompressible:
+    def test_large_random_binary_is_sent_uncompressed(self) -> None:
+        frame = Frame(OP_BINARY, INCOMPRESSIBLE)
+        assert pmd().encode(frame) is frame
+
+    def test_compressible_binary_is_compressed(self) -> None:
+        encoded = pmd().encode(Frame(OP_BINARY, COMPRESSIBLE[: 64 * KIB]))
+        assert encoded.rsv1 and len(encoded.data) < 16 * KIB
+
+    def test_text_is_not_probed(self) -> None:
+        assert pmd().encode(Frame(OP_TEXT, INCOMPRESSIBLE.hex().encode()[: 64 * KIB])).rsv1
+
+    def test_below_threshold_is_not_probed(self) -> None:
+        assert pmd().encode(Frame(OP_BINARY, INCOMPRESSIBLE[: 16 * KIB - 1])).rsv1
+
+    def test_random_start_compressible_middle_is_compressed(self) -> None:
+        data = INCOMPRESSIBLE[: 32 * KIB] + COMPRESSIBLE[: 32 * KIB]
+        assert pmd().encode(Frame(OP_BINARY, data)).rsv1
+
+    def test_repeat_within_window_is_compressed(self) -> None:
+        """The probe sees the window: a message starting with what was just sent compresses."""
+        extension = pmd()
+        assert not extension.encode(Frame(OP_BINARY, INCOMPRESSIBLE[8 * KIB : 32 * KIB])).rsv1
+        assert extension.encode(Frame(OP_BINARY, INCOMPRESSIBLE[: 8 * KIB])).rsv1  # not probed
+        repeat = extension.encode(
+            Frame(OP_BINARY, INCOMPRESSIBLE[: 8 * KIB] + INCOMPRESSIBLE[40 * KIB :])
+        )
+        assert repeat.rsv1
+
+    def test_context_is_unchanged_by_skipped_message(self) -> None:
+        sender, receiver = pmd(), pmd()
+        for data in [
+            COMPRESSIBLE[:KIB],
+            INCOMPRESSIBLE,
+            COMPRESSIBLE[KIB : 2 * KIB],
+            INCOMPRESSIBLE[:20000],
+            COMPRESSIBLE[:KIB],
+        ]:
+            encoded = sender.encode(Frame(OP_BINARY, data))
+            assert receiver.decode(encoded).data == data
+
+    def test_fragmented_message_decided_by_first_frame(self) -> None:
+        sender, receiver = pmd(), pmd()
+        frames = [
+            Frame(OP_BINARY, INCOMPRESSIBLE[: 32 * KIB], fin=False),
+            Frame(OP_CONT, COMPRESSIBLE[:KIB]),
+        ]
+        encoded = [sender.encode(frame) for frame in frames]
+        assert encoded == frames
+        assert [receiver.decode(frame) for frame in encoded] == frames
+
+    def test_no_context_takeover_holds_no_compressor(self) -> None:
+        extension = pmd(local_no_context_takeover=True)
+        assert not extension.encode(Frame(OP_BINARY, INCOMPRESSIBLE)).rsv1
+        assert extension._compressor is None
+
+    def test_level_zero_sends_large_binary_uncompressed(self) -> None:
+        frame = Frame(OP_BINARY, COMPRESSIBLE[: 64 * KIB])
+        assert pmd(level=0).encode(frame) is frame
+
+    def test_encoded_bytes_for_compressible_data_unchanged(self) -> None:
+        """The probe works on a copy: the bytes are those of zlib without it."""
+        compressor = zlib.compressobj(wbits=-15)
+        data = COMPRESSIBLE[: 64 * KIB]
+        expected = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        assert pmd().encode(Frame(OP_BINARY, data)).data == expected[:-4]
+
+
 class TestWindowBits:
     """RFC 7692 sections 7.1.2.1 and 7.1.2.2: windows from 2**8 to 2**15 bytes."""
 
@@ -906,9 +978,22 @@ class TestEnable:
         (factory,) = enable_server_permessage_deflate(None)
         assert isinstance(factory, ServerPerMessageDeflateFactory)
         response, extension = factory.process_request_params([CMWB], [])
+        assert response == [smwb(12), cmwb(12)]
+        assert agreed(extension) == (False, False, 12, 12)
+        assert extension.compress_settings == {"memLevel": 5}
+
+    def test_server_default_without_client_max_window_bits(self) -> None:
+        """A client that cannot take a window size still gets compression."""
+        (factory,) = enable_server_permessage_deflate(None)
+        response, extension = factory.process_request_params([], [])
         assert response == [smwb(12)]
         assert agreed(extension) == (False, False, 15, 12)
-        assert extension.compress_settings == {"memLevel": 5}
+
+    def test_server_default_keeps_smaller_client_window(self) -> None:
+        (factory,) = enable_server_permessage_deflate(None)
+        response, extension = factory.process_request_params([cmwb(10)], [])
+        assert response == [smwb(12), cmwb(10)]
+        assert extension.remote_max_window_bits == 10
 
     def test_server_appends(self) -> None:
         other = OtherServerFactory()
