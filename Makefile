@@ -26,8 +26,10 @@ check: venv
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/mypy
 
+# The protocol's tests run twice: with the C speedups, then on the pure-Python reference alone.
 test: check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	SOCKETEER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol
 
 style: venv
 	$(BIN)/ruff format $(SOURCES)

@@ -147,6 +147,7 @@ def python_twins() -> Iterator[None]:
     """
     twins = {
         "read_frame": frames._py_read_frame,
+        "read_messages": frames._py_read_messages,
         "PayloadBuffer": frames._PyPayloadBuffer,
         "apply_mask": masking._py_apply_mask,
         "encode_frame": frames._py_encode_frame,

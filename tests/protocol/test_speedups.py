@@ -13,9 +13,11 @@ from socketeer.protocol import frames, masking
 from socketeer.protocol.frames import Frame, Opcode
 
 ReadFrame = Callable[[bytes | bytearray, int, bool], "tuple[int, bytes, int] | None"]
+ReadMessages = Callable[[bytes | bytearray, int, bool, int, int, "list[object]"], int]
 EncodeFrame = Callable[[int, bytes, "bytes | None"], bytes]
 
 READERS = [pytest.param(frames._py_read_frame, id="python")]
+MESSAGE_READERS = [pytest.param(frames._py_read_messages, id="python")]
 ENCODERS = [pytest.param(frames._py_encode_frame, id="python")]
 PAYLOAD_BUFFERS: list[object] = [pytest.param(frames._PyPayloadBuffer, id="python")]
 try:
@@ -23,10 +25,12 @@ try:
 except ImportError:  # pragma: no cover - depends on the build
     if os.environ.get("CI") == "true":
         raise
-    c_read_frame = c_encode_frame = None
+    c_read_frame = c_encode_frame = c_read_messages = None
 else:
     c_read_frame, c_encode_frame = _speedups.read_frame, _speedups.encode_frame
+    c_read_messages = _speedups.read_messages
     READERS.append(pytest.param(c_read_frame, id="c"))
+    MESSAGE_READERS.append(pytest.param(c_read_messages, id="c"))
     ENCODERS.append(pytest.param(c_encode_frame, id="c"))
     PAYLOAD_BUFFERS.append(pytest.param(_speedups.PayloadBuffer, id="c"))
 
@@ -70,6 +74,69 @@ class TestReadFrame:
 
     def test_position_out_of_range(self, read_frame: ReadFrame) -> None:
         assert read_frame(bytearray(b"\x81\x00"), 2, False) is None
+
+
+def wire(*frames_: Frame, masked: bool = True) -> bytearray:
+    return bytearray(b"".join(f.serialize(mask=masked, mask_key=MASK_KEY) for f in frames_))
+
+
+@pytest.mark.parametrize("read_messages", MESSAGE_READERS)
+class TestReadMessages:
+    @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_whole_messages(self, read_messages: ReadMessages, size: int, masked: bool) -> None:
+        text = Frame(Opcode.TEXT, "é".encode() * (size // 2))
+        binary = Frame(Opcode.BINARY, bytes(i % 251 for i in range(size)))
+        buffer = b"junk" + wire(text, binary, masked=masked)
+        events: list[object] = ["before"]
+        assert read_messages(buffer, 4, masked, -1, -1, events) == len(buffer)
+        assert events == ["before", text, binary]
+        assert all(type(e) is Frame for e in events[1:])
+
+    @pytest.mark.parametrize(
+        "stop",
+        [
+            pytest.param(Frame(Opcode.PING, b"x"), id="control frame"),
+            pytest.param(Frame(Opcode.TEXT, b"x", fin=False), id="first fragment"),
+            pytest.param(Frame(Opcode.CONT, b"x"), id="continuation"),
+            pytest.param(Frame(Opcode.BINARY, b"x", rsv1=True), id="RSV1"),
+            pytest.param(Frame(Opcode.TEXT, b"\xff"), id="invalid UTF-8"),
+            pytest.param(Frame(Opcode.TEXT, b"\xe2\x82"), id="truncated UTF-8"),
+            pytest.param(Frame(Opcode.BINARY, b"x" * 11), id="larger than max_size"),
+        ],
+    )
+    def test_stops_before_anything_else(self, read_messages: ReadMessages, stop: Frame) -> None:
+        first = Frame(Opcode.BINARY, b"0123456789")
+        buffer = wire(first, stop, Frame(Opcode.BINARY, b"after"))
+        events: list[object] = []
+        assert read_messages(buffer, 0, True, 10, -1, events) == len(wire(first))
+        assert events == [first]
+
+    def test_stops_at_incorrect_masking(self, read_messages: ReadMessages) -> None:
+        buffer = wire(Frame(Opcode.BINARY, b"x"), masked=False)
+        events: list[object] = []
+        assert read_messages(buffer, 0, True, -1, -1, events) == 0
+        assert events == []
+
+    def test_stops_at_limit(self, read_messages: ReadMessages) -> None:
+        buffer = wire(*[Frame(Opcode.BINARY, bytes([i])) for i in range(5)])
+        events: list[object] = []
+        assert read_messages(buffer, 0, True, -1, 3, events) == 3 * 7
+        assert [e.data for e in events] == [b"\x00", b"\x01", b"\x02"]  # type: ignore[attr-defined]
+
+    def test_stops_at_incomplete_frame(self, read_messages: ReadMessages) -> None:
+        whole = wire(Frame(Opcode.TEXT, b"a"), Frame(Opcode.BINARY, b"x" * 300))
+        for cut in range(len(whole)):
+            events: list[object] = []
+            end = read_messages(whole[:cut], 0, True, -1, -1, events)
+            assert (end, len(events)) == ((7, 1) if cut >= 7 else (0, 0))
+
+    def test_position_out_of_range(self, read_messages: ReadMessages) -> None:
+        if read_messages is frames._py_read_messages:
+            assert read_messages(bytearray(b"\x81\x00"), 2, True, -1, -1, []) == 2
+        else:
+            with pytest.raises(ValueError, match="pos out of range"):
+                read_messages(bytearray(b"\x81\x00"), 3, True, -1, -1, [])
 
 
 @pytest.mark.parametrize("encode_frame", ENCODERS)
@@ -154,3 +221,38 @@ class TestTwins:
         assert c_encode_frame(first_byte, data, mask_key) == frames._py_encode_frame(
             first_byte, data, mask_key
         )
+
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from([0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA]),
+                st.binary(max_size=140) | st.text(max_size=40).map(str.encode),
+                st.booleans(),
+                st.booleans(),
+            ),
+            max_size=6,
+        ),
+        st.booleans(),
+        st.integers(0, 10),
+        st.integers(-1, 150),
+        st.integers(-1, 6),
+    )
+    def test_read_messages(
+        self,
+        specs: list[tuple[int, bytes, bool, bool]],
+        masked: bool,
+        cut: int,
+        max_size: int,
+        limit: int,
+    ) -> None:
+        assert c_read_messages is not None
+        data = bytearray()
+        for opcode, payload, fin, rsv1 in specs:
+            first_byte = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
+            data += frames._py_encode_frame(first_byte, payload, MASK_KEY if masked else None)
+        data = data[: max(len(data) - cut, 0)]
+        c_events: list[object] = []
+        py_events: list[object] = []
+        c_end = c_read_messages(data, 0, masked, max_size, limit, c_events)
+        py_end = frames._py_read_messages(data, 0, masked, max_size, limit, py_events)
+        assert (c_end, c_events) == (py_end, py_events)

@@ -196,6 +196,192 @@ none:
     Py_RETURN_NONE;
 }
 
+/* Set by set_frame_types(): the Frame class (a NamedTuple of six fields) and the opcodes
+ * of text and binary frames, which read_messages() puts in the frames it builds. */
+static PyTypeObject *frame_type = NULL;
+static PyObject *op_text = NULL, *op_binary = NULL;
+
+static PyObject *
+set_frame_types(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[0])
+        || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "set_frame_types(Frame, OP_TEXT, OP_BINARY)");
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(frame_type, (PyTypeObject *)args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(op_text, args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(op_binary, args[2]);
+    Py_RETURN_NONE;
+}
+
+/* read_messages(buffer, pos, masked, max_size, limit, events) -> end
+ *
+ * The loop of frame parsing for its common case, in one call: from pos, append to events a
+ * Frame for each whole message of one frame (first byte 0x81 or 0x82: final, no RSV bit),
+ * masked if and only if `masked`, no larger than max_size, valid UTF-8 if text, at most
+ * `limit` of them; max_size and limit -1 mean no limit. Stops before anything else (an
+ * incomplete frame, a control frame, a fragment, any fault), which the caller parses the
+ * slow way; returns the position after the last frame read. */
+static PyObject *
+read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t pos, max_size, limit, count = 0;
+    int masked;
+    PyObject *events;
+
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "read_messages() takes 6 arguments");
+        return NULL;
+    }
+    if (frame_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_frame_types() was not called");
+        return NULL;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    masked = PyObject_IsTrue(args[2]);
+    if (masked < 0) {
+        return NULL;
+    }
+    max_size = PyLong_AsSsize_t(args[3]);
+    if (max_size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    limit = PyLong_AsSsize_t(args[4]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    events = args[5];
+    if (!PyList_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "events must be a list");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (pos < 0 || pos > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "pos out of range");
+        return NULL;
+    }
+    while (limit < 0 || count < limit) {
+        const unsigned char *p = (const unsigned char *)view.buf + pos;
+        const unsigned char *mask = NULL;
+        Py_ssize_t avail = view.len - pos, start = 2;
+        unsigned long long length;
+        unsigned char b0;
+        PyObject *payload, *frame, *opcode;
+
+        if (avail < 2) {
+            break;
+        }
+        b0 = p[0];
+        if (b0 != 0x81 && b0 != 0x82) {
+            break;
+        }
+        if (((p[1] & 0x80) != 0) != (masked != 0)) {
+            break; /* incorrect masking */
+        }
+        length = p[1] & 0x7F;
+        if (length == 126) {
+            if (avail < 4) {
+                break;
+            }
+            length = ((unsigned long long)p[2] << 8) | p[3];
+            start = 4;
+        }
+        else if (length == 127) {
+            if (avail < 10) {
+                break;
+            }
+            length = 0;
+            for (int i = 2; i < 10; i++) {
+                length = (length << 8) | p[i];
+            }
+            if (length >> 63) {
+                break;
+            }
+            start = 10;
+        }
+        if (max_size >= 0 && length > (unsigned long long)max_size) {
+            break; /* too big */
+        }
+        if (masked) {
+            if (avail < start + 4) {
+                break;
+            }
+            mask = p + start;
+            start += 4;
+        }
+        if (length > (unsigned long long)(avail - start)) {
+            break; /* incomplete */
+        }
+        payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+        if (payload == NULL) {
+            goto error;
+        }
+        if (mask != NULL) {
+            xor_mask(p + start, (unsigned char *)PyBytes_AS_STRING(payload), (Py_ssize_t)length,
+                     mask);
+        }
+        else {
+            memcpy(PyBytes_AS_STRING(payload), p + start, (size_t)length);
+        }
+        if (b0 == 0x81) {
+            /* Validates the UTF-8 (RFC 6455 section 8.1), as bytes.decode() does. */
+            PyObject *text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload),
+                                                  (Py_ssize_t)length, "strict");
+            if (text == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    Py_DECREF(payload);
+                    goto error;
+                }
+                PyErr_Clear();
+                Py_DECREF(payload);
+                break; /* invalid: the slow way says so */
+            }
+            Py_DECREF(text);
+        }
+        frame = frame_type->tp_alloc(frame_type, 6);
+        if (frame == NULL) {
+            Py_DECREF(payload);
+            goto error;
+        }
+        opcode = b0 == 0x81 ? op_text : op_binary;
+        Py_INCREF(opcode);
+        PyTuple_SET_ITEM(frame, 0, opcode);
+        PyTuple_SET_ITEM(frame, 1, payload);
+        Py_INCREF(Py_True);
+        PyTuple_SET_ITEM(frame, 2, Py_True);
+        Py_INCREF(Py_False);
+        PyTuple_SET_ITEM(frame, 3, Py_False);
+        Py_INCREF(Py_False);
+        PyTuple_SET_ITEM(frame, 4, Py_False);
+        Py_INCREF(Py_False);
+        PyTuple_SET_ITEM(frame, 5, Py_False);
+        if (PyList_Append(events, frame) < 0) {
+            Py_DECREF(frame);
+            goto error;
+        }
+        Py_DECREF(frame);
+        pos += start + (Py_ssize_t)length;
+        count++;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(pos);
+
+error:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 /* encode_frame(first_byte, data, mask_key) -> bytes
  *
  * A frame on the wire in one allocation: the header for len(data), the masking key unless
@@ -432,6 +618,10 @@ static PyMethodDef speedups_methods[] = {
      "Apply a 4-byte mask to data; return the result as bytes."},
     {"read_frame", (PyCFunction)(void (*)(void))read_frame, METH_FASTCALL,
      "Read a whole, valid frame at pos in buffer: (first_byte, payload, end), or None."},
+    {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL,
+     "Append a Frame to events for each whole one-frame message from pos; return the end."},
+    {"set_frame_types", (PyCFunction)(void (*)(void))set_frame_types, METH_FASTCALL,
+     "Tell read_messages() the Frame class and the text and binary opcodes."},
     {"encode_frame", (PyCFunction)(void (*)(void))encode_frame, METH_FASTCALL,
      "Serialize a frame: header, masking key unless None, (masked) payload."},
     {NULL, NULL, 0, NULL},

@@ -57,6 +57,7 @@ from .frames import (
     is_valid_close_code,
     parse_header,
     read_frame,
+    read_messages,
     serialize_header,
 )
 from .masking import apply_mask, new_mask
@@ -492,41 +493,34 @@ class Protocol:
         pos = 0
         self.unparsed = False
         masked = not self._mask  # received frames: masked if and only if we are the server
-        # Whole messages in one frame, without extensions: the common case, which skips
-        # _receive_frame(); it applies the same rules (section 5.4: no message in progress;
-        # the size limit; section 8.1: valid UTF-8), and every other frame goes there.
+        # Whole messages of one frame without extensions, the common case, go through
+        # read_messages() in bulk: it applies the rules that concern them (section 5.4: no
+        # message in progress, checked here; the size limit; section 8.1: valid UTF-8) and
+        # stops at any other frame, which goes through _receive_frame().
         plain = not self.extensions and not self.debug
-        max_size = self.max_size
+        max_size = -1 if self.max_size is None else self.max_size
         events = self._events
         try:
             limit = self.max_pending
-            while not self._discard and len(buffer) - pos >= 2:
+            while not self._discard:
+                if plain and self._rcv_opcode is None and self._partial_utf8 is None:
+                    remaining = -1 if limit is None else max(limit - self._pending, 0)
+                    if remaining:
+                        count = len(events)
+                        pos = read_messages(buffer, pos, masked, max_size, remaining, events)
+                        self._pending += len(events) - count
+                if len(buffer) - pos < 2:
+                    break
                 if limit is not None and self._pending >= limit:
                     self.unparsed = True
                     break
-                # The common case in one call (compiled when the C speedups are built); the
-                # rest, including every fault, the slow way.
+                # One frame at a time: in one call when it is whole and its header is valid
+                # (compiled when the C speedups are built); else, and for every fault, the
+                # slow way.
                 result = read_frame(buffer, pos, masked) or self._read_frame_slowly(buffer, pos)
                 if result is None:
                     break
                 first_byte, payload, pos = result
-                if (
-                    plain
-                    and (first_byte == 0x82 or first_byte == 0x81 and self._partial_utf8 is None)
-                    and self._rcv_opcode is None
-                ):
-                    if max_size is not None and len(payload) > max_size:
-                        raise PayloadTooBig(len(payload), max_size, 0)
-                    if first_byte == 0x81:
-                        payload.decode()  # validates; raises UnicodeDecodeError
-                    self._pending += 1
-                    events.append(
-                        _new_frame(
-                            Frame,
-                            (_OPCODES[first_byte & 0x0F], payload, True, False, False, False),
-                        )
-                    )
-                    continue
                 if first_byte & 0x08 == 0:
                     self._check_size(first_byte, len(payload))
                 self._receive_frame(_frame(first_byte, payload))

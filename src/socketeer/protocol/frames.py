@@ -52,6 +52,7 @@ __all__ = [
     "parse_header",
     "serialize_header",
     "read_frame",
+    "read_messages",
     "encode_frame",
     "MAX_CONTROL_PAYLOAD",
 ]
@@ -434,6 +435,53 @@ def _looks_like_text(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _py_read_messages(
+    buffer: BytesLike, pos: int, masked: bool, max_size: int, limit: int, events: list[object]
+) -> int:
+    """Read whole messages of one frame from ``pos``: the common case of parsing, in one call.
+
+    Appends to ``events`` a :class:`Frame` for each whole frame that is a message on its own
+    (text or binary, final, no RSV bit), is masked if and only if ``masked``, is no larger
+    than ``max_size``, and is valid UTF-8 if text, at most ``limit`` of them (``-1``: no
+    limit, for both). Stops before anything else (an incomplete frame, a control frame, a
+    fragment, any fault), which the caller parses the slow way.
+
+    Returns:
+        The position after the last frame read.
+    """
+    count = 0
+    while count != limit:
+        result = _py_read_frame(buffer, pos, masked)
+        if result is None:
+            break
+        first_byte, payload, end = result
+        if first_byte != 0x81 and first_byte != 0x82:
+            break
+        if 0 <= max_size < len(payload):
+            break
+        if first_byte == 0x81:
+            try:
+                payload.decode()
+            except UnicodeDecodeError:
+                break
+        events.append(
+            tuple.__new__(
+                Frame,
+                (OP_TEXT if first_byte == 0x81 else OP_BINARY, payload, True, False, False, False),
+            )
+        )
+        pos = end
+        count += 1
+    return pos
+
+
+read_messages = _py_read_messages
+if SPEEDUPS:  # pragma: no branch - depends on the build
+    from ._speedups import read_messages, set_frame_types
+
+    set_frame_types(Frame, OP_TEXT, OP_BINARY)
 
 
 @dataclass(frozen=True)
