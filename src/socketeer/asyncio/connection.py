@@ -164,6 +164,14 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             if messages.closed:
                 raise self._closed_exc() from self.protocol.parser_exc
             await messages.wait()
+        if decode is None:
+            frames = messages.frames
+            assert frames is not None  # there is a message
+            frame = frames[0]
+            if frame.fin and not messages.paused:  # take_message() for one frame, inlined
+                frames.popleft()
+                messages.messages -= 1
+                return frame.data.decode() if frame.opcode is OP_TEXT else frame.data
         return messages.take_message(decode)
 
     async def recv_frame(self) -> Frame:
@@ -198,6 +206,13 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 break
             await messages.wait()
         else:
+            frames = messages.frames
+            assert frames is not None  # there is a message
+            frame = frames[0]
+            if frame.fin and not messages.paused:  # take_message() for one frame, inlined
+                frames.popleft()
+                messages.messages -= 1
+                return frame.data.decode() if frame.opcode is OP_TEXT else frame.data
             return messages.take_message()
         exc = self._closed_exc()
         if isinstance(exc, ConnectionClosedOK):
