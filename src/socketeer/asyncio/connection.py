@@ -75,6 +75,9 @@ __all__ = ["Connection", "READ_BUFFER_SIZE", "broadcast", "BroadcastResult"]
 READ_BUFFER_SIZE = 262_144
 """Bytes the event loop may read at once."""
 
+GATHER_LIMIT = 65_536
+"""Bytes of answers to received messages gathered at most before they are written."""
+
 # The event loop reads into a buffer that get_buffer() returns and hands it back at once to
 # buffer_updated(), which copies what it keeps: connections of one thread can share it, and
 # an idle connection holds no read buffer of its own.
@@ -116,6 +119,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self._closed: asyncio.Future[None] = self.loop.create_future()
         self._eof_received = False
         self._writing_paused = False
+        # Frames sent while more received messages wait, written together: see _gather().
+        self._gathered: list[bytes] | None = None
+        self._gathered_size = 0
         self._drain_waiter: asyncio.Future[None] | None = None
         self._fragmented_send: asyncio.Future[None] | None = None
         self._pings: Pings[asyncio.Future[float]] = Pings()
@@ -263,7 +269,10 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         writes = protocol.data_to_send()  # _write_pending(), inlined on the hot path
         transport = self.transport
         if len(writes) == 1 and writes[0] and transport is not None:
-            transport.write(writes[0])  # one frame: _write(), inlined
+            if self.recv_messages.messages or self._gathered:
+                self._gather(writes[0])
+            else:
+                transport.write(writes[0])  # one frame: _write(), inlined
         elif writes:
             self._write(writes)
         if self._writing_paused:
@@ -501,6 +510,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self.protocol.data_to_send()  # nowhere to write it any more
             self._dispatch(self.protocol.events_received())
         self.recv_messages.close()
+        if self._gathered:
+            self._gathered.clear()  # nowhere to write them any more
         for timer in (self._keepalive_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -571,7 +582,39 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if writes:
             self._write(writes)
 
+    def _gather(self, data: bytes) -> None:
+        """Write a frame sent while more received messages wait, with the next ones.
+
+        A handler that answers each message (``async for message in connection: await
+        connection.send(...)``) then makes one system call for all the answers to what one
+        read brought, instead of one per answer: it is most of the cost of a small message.
+        The frames go out when no received message waits any more, past
+        :data:`GATHER_LIMIT` bytes, before any other write, and at the latest on the
+        event loop's next turn.
+        """
+        gathered = self._gathered
+        if not gathered:
+            if gathered is None:
+                gathered = self._gathered = []
+            self.loop.call_soon(self._write_gathered)
+        gathered.append(data)
+        self._gathered_size += len(data)
+        if not self.recv_messages.messages or self._gathered_size >= GATHER_LIMIT:
+            self._write_gathered()
+
+    def _write_gathered(self) -> None:
+        gathered = self._gathered
+        if not gathered:  # written already
+            return
+        data = gathered[0] if len(gathered) == 1 else b"".join(gathered)
+        gathered.clear()
+        self._gathered_size = 0
+        if self.transport is not None:
+            self.transport.write(data)
+
     def _write(self, writes: list[bytes]) -> None:
+        if self._gathered:
+            self._write_gathered()
         transport = self.transport
         if transport is None:
             return
@@ -727,6 +770,8 @@ def broadcast(
         key = protocol.encoding_key()
         writes = None if key is None else cache.get(key)
         if writes is not None and protocol.sending:
+            if connection._gathered:
+                connection._write_gathered()
             for data in writes:
                 transport.write(data)
             sent += 1
