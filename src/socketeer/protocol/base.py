@@ -931,10 +931,14 @@ class Protocol:
         self._snd_fragmented = not fin
         if self.extensions or self.debug:
             self._write_frame(Frame(opcode, data, fin), compress)
-        elif not self._mask and len(data) < _JOIN_BELOW:  # _write(), inlined for servers
-            self._writes.append(encode_frame(opcode | 0x80 if fin else opcode, data, None))
-        else:
+        elif len(data) >= _JOIN_BELOW:
             self._write(opcode | 0x80 if fin else opcode, data)
+        else:  # _write(), inlined
+            self._writes.append(
+                encode_frame(
+                    opcode | 0x80 if fin else opcode, data, new_mask() if self._mask else None
+                )
+            )
 
     def _send_control(self, opcode: Opcode, data: bytes) -> None:
         if len(data) > 125:
