@@ -14,7 +14,10 @@ ping waiters, the handshake message to the client or server subclass).
 
 The application's calls (``send``, ``ping``, ``close``) go to the protocol too, then write
 what it produced. No rule of RFC 6455 is decided here: this module only moves bytes, runs
-timers and wakes coroutines.
+timers and wakes coroutines. One exception to "write at once": a message sent while more
+received messages wait unread is held back (up to :data:`GATHER_LIMIT` bytes) and written
+with the next ones, before any other write, and at the latest on the loop's next turn, so
+that answering a burst of messages costs one system call rather than one per answer.
 
 Flow control, both ways:
 
