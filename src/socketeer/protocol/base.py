@@ -504,7 +504,10 @@ class Protocol:
             limit = self.max_pending
             while not self._discard:
                 if plain and self._rcv_opcode is None and self._partial_utf8 is None:
-                    remaining = -1 if limit is None else max(limit - self._pending, 0)
+                    if limit is None:
+                        remaining = -1
+                    else:  # not max(): a call of a builtin with keywords costs more
+                        remaining = limit - self._pending if limit > self._pending else 0
                     if remaining:
                         count = len(events)
                         pos = read_messages(buffer, pos, masked, max_size, remaining, events)
@@ -741,7 +744,8 @@ class Protocol:
         Raises:
             InvalidState: if the connection is not open, or a fragmented message is underway.
         """
-        self._send_data(OP_BINARY, bytes(data), fin, compress)
+        # bytes(data) returns bytes as they are, but the call costs more than the test.
+        self._send_data(OP_BINARY, data if type(data) is bytes else bytes(data), fin, compress)
 
     def encoding_key(self) -> Hashable | None:
         """A key equal for connections that put any message on the wire as the same bytes.
