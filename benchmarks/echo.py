@@ -14,7 +14,15 @@ Method
   generator (``echo_clients.py``); both listen and connect on 127.0.0.1 only, on a free
   port the server picks and reports.
 - A library *as server* is measured with one fixed client, and *as client* against one
-  fixed server: picows (the fastest we know), or socketeer when picows is not installed.
+  fixed server. The fixed server is picows (the fastest we know), or socketeer when picows
+  is not installed. The fixed client is ``wsload``, a load generator in C
+  (``benchmarks/wsload.c``: one thread, epoll, about 10 µs of CPU per message, most of it
+  in the kernel), compiled with ``cc -O2`` into ``benchmarks/.build/`` when its source is
+  newer than the binary; without a C compiler, it is the fixed server's library as client,
+  as the fixed peers were before: a Python client costs about as much CPU per message as the
+  servers it measures, which makes it the bottleneck of the 200-client test and squeezes
+  the servers' ratios. ``--client picows`` asks for that anyway. wsload also measures the
+  latency of each round trip: the server tables give p50 and p99 of the 200-client test.
   The raw TCP figures are raw client against raw server, without WebSocket: ``raw`` reads
   into a buffer allocated once (``asyncio.BufferedProtocol``, as socketeer does), the limit
   of the event loop; ``raw-protocol`` is plain ``asyncio.Protocol``, which allocates a
@@ -90,8 +98,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from echo_clients import SYNC_CLIENTS, deflate_payloads
-from echo_servers import DEFLATE_LIBRARIES, SYNC_SERVERS, profile_refused
+from echo_clients import SYNC_CLIENTS, WSLOAD, build_wsload, deflate_payloads
+from echo_servers import DEFLATE_LIBRARIES, SYNC_SERVERS, MissingError, profile_refused
 
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "echo_servers.py"
@@ -116,6 +124,7 @@ TITLES = {
     "socketeer-sync": "socketeer sync",
     "websockets-sync": "websockets sync",
     "websocket-client": "websocket-client",
+    WSLOAD: "wsload (C)",
 }
 PACKAGES = {
     "websockets": "websockets",
@@ -174,7 +183,7 @@ def format_size(size: int) -> str:
 
 
 def installed(name: str) -> bool:
-    if name in ("socketeer", "socketeer-sync") or name.startswith(RAW):
+    if name in ("socketeer", "socketeer-sync", WSLOAD) or name.startswith(RAW):
         return True
     return importlib.util.find_spec(PACKAGES.get(name, name)) is not None
 
@@ -394,8 +403,11 @@ class Results:
     loops: list[str]
     tests: list[str]
     fixed: str
+    """The fixed server of the client tables, and the fixed client unless :attr:`client`."""
     columns: list[str] = field(default_factory=lambda: list(COLUMNS))
     """The columns asked for (``--only``)."""
+    client: str = ""
+    """The fixed client of the server tables (:data:`WSLOAD`, or :attr:`fixed` by default)."""
     sync_loop: str | None = None
     """The event loop of the fixed peer of the threads section, once measured."""
     cells: dict[tuple[str, str, str, str], Cell] = field(default_factory=dict)
@@ -410,20 +422,35 @@ class Results:
     """Permessage-deflate on every connection (``--compression``)."""
     extensions: dict[tuple[str, str, str], str] = field(default_factory=dict)
     """(loop, server library, client library) → the negotiated Sec-WebSocket-Extensions."""
+    latency: dict[tuple[str, str, str, str, str], list[float]] = field(default_factory=dict)
+    """(loop, server library, client library, test, "p50" or "p99") → µs, one per repetition
+    (wsload only)."""
+
+    def __post_init__(self) -> None:
+        self.client = self.client or self.fixed
 
     def pair(self, side: str, column: str) -> tuple[str, str]:
         """(server, client) libraries measured for ``column`` on that side."""
         if column in (RAW, RAW_PROTOCOL):
             return column, column
-        return (column, self.fixed) if side == "server" else (self.fixed, column)
+        return (column, self.client) if side == "server" else (self.fixed, column)
 
     def cell(self, loop: str, side: str, column: str, test: str) -> Cell:
         return self.cells.get((loop, *self.pair(side, column), test), "n/a")
 
-    def cpu_cell(self, loop: str, side: str, column: str, test: str) -> float | None:
-        values = self.cpu.get((loop, *self.pair(side, column), test, side), [])
+    def cpu_cell(
+        self, loop: str, side: str, column: str, test: str, role: str | None = None
+    ) -> float | None:
+        """CPU µs per message of ``role`` (by default, the side measured)."""
+        values = self.cpu.get((loop, *self.pair(side, column), test, role or side), [])
         known = [v for v in values if v is not None]
         return statistics.median(known) if known else None
+
+    def latency_cell(
+        self, loop: str, side: str, column: str, test: str, name: str
+    ) -> float | None:
+        values = self.latency.get((loop, *self.pair(side, column), test, name), [])
+        return statistics.median(values) if values else None
 
 
 def measure_round(
@@ -472,6 +499,8 @@ def measure_round(
                 results.cpu.setdefault((loop, server, client, test, role), []).extend(values)
             others = output.get("others", {}).get(test, [])
             results.others += [v for v in others if v is not None]
+            for name, values in output.get("latency", {}).get(test, {}).items():
+                results.latency.setdefault((loop, server, client, test, name), []).extend(values)
         if "extensions" in output:
             results.extensions[loop, server, client] = output["extensions"]
 
@@ -535,12 +564,12 @@ def measure_all(
     pairs: list[tuple[str, str]] = []
     for library in WS_LIBRARIES:
         if library in columns:
-            pairs.append((library, results.fixed))  # the library as server
+            pairs.append((library, results.client))  # the library as server
             pairs.append((results.fixed, library))  # the library as client
     pairs += [(raw, raw) for raw in (RAW_PROTOCOL, RAW) if raw in columns]
     pairs = list(dict.fromkeys(pairs))  # fixed against fixed only once
     # The threaded libraries use no event loop: measured once, with the first loop's.
-    sync_pairs = [(library, results.fixed) for library in SYNC_SERVERS if library in columns]
+    sync_pairs = [(library, results.client) for library in SYNC_SERVERS if library in columns]
     sync_pairs += [(results.fixed, library) for library in SYNC_CLIENTS if library in columns]
     for loop in results.loops:
         if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
@@ -593,7 +622,7 @@ def tables(results: Results) -> list[str]:
         for loop in results.loops:
             for side in ("server", "client"):
                 if side == "server":
-                    peer = f"each library as server, with the {results.fixed} client"
+                    peer = f"each library as server, with the {TITLES[results.client]} client"
                 else:
                     peer = f"each library as client, against the {results.fixed} server"
                 lines += [f"### {loop} loop: {peer}", ""]
@@ -612,6 +641,8 @@ def tables(results: Results) -> list[str]:
                 lines += ["", f"CPU time of the {side} per message, in µs; lower is better.", ""]
                 lines += cpu_table(results, loop, side, ASYNC_COLUMNS)
                 lines.append("")
+                if side == "server":
+                    lines += latency_table(results, loop, WS_LIBRARIES)
     if any(column in results.columns for column in SYNC_CLIENTS):
         lines += sync_tables(results)
     return lines
@@ -625,7 +656,10 @@ def sync_tables(results: Results) -> list[str]:
     lines: list[str] = []
     for side, columns in (("server", SYNC_SERVERS), ("client", SYNC_CLIENTS)):
         if side == "server":
-            peer = f"each library's sync server, with the {results.fixed} client on {loop}"
+            client = TITLES[results.client]
+            peer = f"each library's sync server, with the {client} client"
+            if results.client != WSLOAD:
+                peer += f" on {loop}"
         else:
             peer = f"each library's sync client, against the {results.fixed} server on {loop}"
         lines += [f"### threads, no event loop: {peer}", ""]
@@ -647,7 +681,66 @@ def sync_tables(results: Results) -> list[str]:
         ]
         lines += cpu_table(results, loop, side, columns)
         lines.append("")
+        if side == "server":
+            lines += latency_table(results, loop, columns)
     return lines
+
+
+def latency_table(results: Results, loop: str, columns: list[str]) -> list[str]:
+    """p50 / p99 of the round trips of the concurrent tests, with the servers of ``columns``;
+    nothing if no client measured them (only wsload does)."""
+    tests = [test for test in results.tests if test.startswith("concurrent")]
+    cells = {
+        (test, column): [
+            results.latency_cell(loop, "server", column, test, name) for name in ("p50", "p99")
+        ]
+        for test in tests
+        for column in columns
+    }
+    if not any(value is not None for pair in cells.values() for value in pair):
+        return []
+    lines = [
+        "Latency of a round trip (send to echo received), p50 / p99 of all the connections' "
+        "round trips, in µs; lower is better.",
+        "",
+        "| latency | " + " | ".join(TITLES[c] for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for test in tests:
+        row = []
+        for column in columns:
+            p50, p99 = cells[test, column]
+            row.append("n/a" if p50 is None or p99 is None else f"{p50:,.0f} / {p99:,.0f}")
+        lines.append(f"| {test_title(test)} | " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
+def client_note(results: Results) -> str | None:
+    """What wsload itself cost, against the servers it measured."""
+    if results.client != WSLOAD:
+        return None
+    parts = []
+    for test in results.tests:
+        own: list[float] = []
+        servers: list[float] = []
+        for loop in results.loops:
+            for column in [*WS_LIBRARIES, *SYNC_SERVERS]:
+                if column in results.columns:
+                    client = results.cpu_cell(loop, "server", column, test, "client")
+                    server = results.cpu_cell(loop, "server", column, test)
+                    own += [] if client is None else [client]
+                    servers += [] if server is None else [server]
+        if own and servers:
+            parts.append(
+                f"{test_title(test)}: {statistics.median(own):,.1f} µs "
+                f"(servers {min(servers):,.1f} to {max(servers):,.1f} µs)"
+            )
+    if not parts:
+        return None
+    return (
+        "wsload's own CPU time per message, median over the servers measured (most of it is "
+        "the kernel's, sending over loopback): " + "; ".join(parts)
+    )
 
 
 def rate_table(results: Results, loop: str, side: str, columns: list[str]) -> list[str]:
@@ -674,7 +767,8 @@ def sync_notes(results: Results, loop: str) -> list[str]:
     notes = [
         f"threads section: the sync servers and clients run no event loop, so they were "
         f"measured once, in the same rounds as the {loop} loop's libraries and with the same "
-        f"{results.fixed} peers on that loop: their figures compare with the {loop} tables "
+        f"fixed peers ({TITLES[results.client]} client, {results.fixed} server on that loop): "
+        f"their figures compare with the {loop} tables "
         "too (e.g. socketeer sync with socketeer). A sync process is pinned whole, all its "
         "threads, like the others; its CPU time per message counts all its threads (for the "
         "server, the threads alive during the run, which hold the connections throughout)",
@@ -734,14 +828,21 @@ def report(
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
         f"{platform.release()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()}); {versions}",
-        f"- peers: as server, each library answers the {results.fixed} client; as client, "
-        f"each talks to the {results.fixed} server; the raw TCP columns are a raw client "
+        f"- peers: as server, each library answers the {TITLES[results.client]} client"
+        + (
+            " (`benchmarks/wsload.c`: one thread, epoll, compiled with `cc -O2`; its "
+            "latencies are per round trip, CLOCK_MONOTONIC)"
+            if results.client == WSLOAD
+            else ""
+        )
+        + f"; as client, each talks to the {results.fixed} server; the raw TCP columns are "
+        "a raw client (Python, on the event loop) "
         "against a raw server, no WebSocket at all: `raw TCP, Protocol` echoes with "
         "`asyncio.Protocol.data_received`, `raw TCP (limit)` with `asyncio.BufferedProtocol` "
         "reading into a buffer allocated once"
         + (
             "; the threaded (sync) servers and clients, which use no event loop, have a "
-            f"section of their own (threads), with the same {results.fixed} peers"
+            "section of their own (threads), with the same fixed peers"
             if any(column in results.columns for column in SYNC_CLIENTS)
             else ""
         ),
@@ -770,6 +871,15 @@ def report(
     notes = list(results.notes)
     if results.sync_loop is not None and any(c in results.columns for c in SYNC_CLIENTS):
         notes += sync_notes(results, results.sync_loop)
+    own = client_note(results)
+    if own is not None:
+        notes.append(own)
+    if results.client == WSLOAD and RAW in results.columns:
+        notes.append(
+            "the raw TCP columns are a Python client against a Python server, in both tables: "
+            'the servers\' "÷ raw TCP (limit)" ratios compare WebSocket servers driven by '
+            "wsload with raw TCP driven from Python, so they may exceed 1"
+        )
     if results.others:
         notes.append(
             "other processes on the machine took a median "
@@ -924,7 +1034,7 @@ def profile(library: str, loop: str, test: str, duration: float, where: Placemen
 
     A threaded server profiles each of its connections' threads, and merges them.
     """
-    client = "picows" if installed("picows") else "socketeer"
+    client, _ = fixed_client(None)
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "server.prof")
         process = ServerProcess(library, loop, profile=path)
@@ -943,9 +1053,12 @@ def profile(library: str, loop: str, test: str, duration: float, where: Placemen
             f"{library} server (threads: the profiles of the connections' threads, merged; "
             "time spent waiting in a thread counts as that function's time)"
         )
-        peer = f"the {client} client on the {loop} loop"
+        peer = f"the {TITLES[client]} client" + (
+            "" if client == WSLOAD else f" on the {loop} loop"
+        )
     else:
-        what, peer = f"{library} server", f"the {client} client, {loop} loop"
+        what = f"{library} server"
+        peer = f"the {TITLES[client]} client" + ("" if client == WSLOAD else f", {loop} loop")
     return (
         f"{what} under {test_title(test)} with {peer}, "
         f"{where.description}: {rate:,.0f} messages/s while profiled\n{stream.getvalue()}"
@@ -975,6 +1088,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile-test", default="echo:16", help="e.g. echo:16, pipeline:16:64")
     parser.add_argument("--loop", choices=LOOPS, help="only this event loop")
+    parser.add_argument(
+        "--client",
+        choices=[WSLOAD, "picows"],
+        help="the fixed client of the server tables: wsload, the C load generator (default, "
+        "when a C compiler builds it), or picows (the fixed server's library; socketeer "
+        "without picows)",
+    )
     parser.add_argument(
         "--tuned-malloc",
         action="store_true",
@@ -1020,11 +1140,36 @@ def main(argv: list[str] | None = None) -> int:
     tests = QUICK_TESTS if args.quick else SINGLE_TESTS + CONCURRENT_TESTS
     output = args.output or (None if args.quick else RESULTS)
     fixed = "picows" if installed("picows") else "socketeer"
-    results = Results(loops, tests, fixed, args.only or list(COLUMNS))
+    client, why = fixed_client(args.client)
+    if args.client == WSLOAD and client != WSLOAD:
+        parser.error(f"--client wsload: {why}")
+    results = Results(loops, tests, fixed, args.only or list(COLUMNS), client=client)
     if fixed != "picows":
         add_note(results, "picows is not installed: the fixed peer is socketeer instead")
-    title = f"Echo benchmark ({where.description})"
+    if why is not None:
+        add_note(results, why)
+    title = f"Echo benchmark ({where.description}; {TITLES[client]} client for the servers)"
     return run_and_report(results, repetitions, duration, where, title, report, output)
+
+
+def fixed_client(asked: str | None) -> tuple[str, str | None]:
+    """The fixed client of the server tables, and a note when it is not wsload."""
+    python = "picows" if installed("picows") else "socketeer"
+    if asked is not None and asked != WSLOAD:
+        return python, (
+            f"the servers were measured with the {python} client (`--client`), not wsload, "
+            "whose CPU time per message is a fraction of theirs: the Python client is the "
+            "bottleneck of the 200-client test, and the servers' ratios are closer to 1"
+        )
+    try:
+        build_wsload()
+    except MissingError as exc:
+        return python, (
+            f"wsload, the C load generator, was not built ({exc}): the servers were measured "
+            f"with the {python} client instead, which costs about as much CPU per message as "
+            "they do, so the 200-client test's ratios are closer to 1, and no latency is given"
+        )
+    return WSLOAD, None
 
 
 def run_and_report(

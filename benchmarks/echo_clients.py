@@ -45,6 +45,14 @@ reads (its reading thread then keeps the deadlines). The CPU time of a threaded 
 counts all its threads: the client's own (:data:`time.CLOCK_PROCESS_CPUTIME_ID`), and the
 threads alive in the server's (with ``--server-threads``), which hold the connections for the
 whole test.
+
+``wsload`` is no Python client: :func:`build_wsload` compiles ``benchmarks/wsload.c`` (a
+single-threaded epoll load generator in C, see the comment at its top) into
+``benchmarks/.build/`` when the source is newer than the binary, and this process drives it
+through its standard input, one command per repetition. It ignores ``--loop``; it inherits
+the ``--cpu`` pinning of this process, and the client's CPU time is that of the C process
+(its ``/proc/PID/schedstat``). Besides the rates, its output gives the latency of the round
+trips of each repetition, p50 and p99 in µs, under ``latency``.
 """
 
 from __future__ import annotations
@@ -54,15 +62,27 @@ import asyncio
 import json
 import os
 import random
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from echo_servers import LIBRARIES, LOOPS, MAX_MESSAGE, SYNC_SERVERS, MissingError, run
 
-__all__ = ["CLIENTS", "DEFLATE_CLIENTS", "MAX_COUNT", "SYNC_CLIENTS", "WARMUP", "deflate_payloads"]
+__all__ = [
+    "CLIENTS",
+    "DEFLATE_CLIENTS",
+    "MAX_COUNT",
+    "SYNC_CLIENTS",
+    "WARMUP",
+    "WSLOAD",
+    "build_wsload",
+    "deflate_payloads",
+]
 
 SYNC_CLIENTS = [*SYNC_SERVERS, "websocket-client"]
 """The threaded clients: no event loop."""
@@ -74,6 +94,17 @@ WARMUP = 0.2
 """Seconds of warm-up before the repetitions of each test."""
 OPEN_BATCH = 50
 """Connections opened at once, for the concurrent test (the listen backlog is 100)."""
+
+WSLOAD = "wsload"
+"""The C load generator, ``benchmarks/wsload.c``: not in :data:`CLIENTS`, which are the
+libraries compared."""
+HERE = Path(__file__).resolve().parent
+WSLOAD_SOURCE = HERE / "wsload.c"
+WSLOAD_BINARY = HERE / ".build" / "wsload"
+COMPILERS = ["cc", "gcc", "clang"]
+"""Tried in turn when ``$CC`` is not set."""
+WSLOAD_TIMEOUT = 60.0
+"""Seconds for the compiler, and for wsload to exit once its standard input is closed."""
 
 perf_counter = time.perf_counter
 
@@ -581,9 +612,14 @@ class Usage:
     their CPUs' time that other processes took."""
 
     def __init__(
-        self, server_pid: int | None, server_threads: bool = False, client_threads: bool = False
+        self,
+        server_pid: int | None,
+        server_threads: bool = False,
+        client_threads: bool = False,
+        client_pid: int | None = None,
     ) -> None:
-        self.pids = {"server": server_pid, "client": os.getpid()}
+        """``client_pid``: the process that sends the messages, if not this one (wsload)."""
+        self.pids = {"server": server_pid, "client": client_pid or os.getpid()}
         self.threads = {"server": server_threads, "client": client_threads}
         self.cpu: dict[str, list[float | None]] = {"server": [], "client": []}
         self.others: list[float | None] = []
@@ -713,6 +749,137 @@ def run_sync_tests(
     finally:
         lib.shutdown()
     return {"results": results, "cpu": cpu, "others": others}
+
+
+# The C load generator: benchmarks/wsload.c, driven through its standard input.
+
+
+def build_wsload(binary: Path = WSLOAD_BINARY) -> Path:
+    """The wsload binary, compiled first if it is missing or older than its source.
+
+    Raises:
+        MissingError: if no C compiler is found, or the compilation fails.
+    """
+    if binary.exists() and binary.stat().st_mtime >= WSLOAD_SOURCE.stat().st_mtime:
+        return binary
+    names = [os.environ["CC"]] if os.environ.get("CC") else COMPILERS
+    compiler = next((path for path in map(shutil.which, names) if path is not None), None)
+    if compiler is None:
+        raise MissingError(f"no C compiler to build wsload (tried {', '.join(names)})")
+    binary.parent.mkdir(exist_ok=True)
+    # Built beside, then renamed: a client started meanwhile never runs half a binary.
+    partial = binary.with_name(f"{binary.name}.{os.getpid()}")
+    command = [compiler, "-O2", "-std=c99", "-Wall", "-Wextra", "-o", str(partial)]
+    try:
+        done = subprocess.run(
+            [*command, str(WSLOAD_SOURCE)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=WSLOAD_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MissingError(f"{compiler} could not build wsload: {exc}") from exc
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        output = done.stdout.decode(errors="replace").strip()
+        raise MissingError(f"{compiler} could not build wsload: {output}")
+    os.replace(partial, binary)
+    return binary
+
+
+class WsloadProcess:
+    """A running wsload: one command, one line of answer."""
+
+    def __init__(self, port: int) -> None:
+        binary = build_wsload()
+        self.process = subprocess.Popen(
+            [str(binary), str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.connections = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def command(self, line: str) -> list[str]:
+        """Send a command; its answer, split into words.
+
+        Raises:
+            RuntimeError: if wsload failed (it says why on its standard error, which is ours).
+        """
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # wsload is gone: readline() tells
+        answer = self.process.stdout.readline()
+        if not answer:
+            code = self.process.wait(WSLOAD_TIMEOUT)
+            raise RuntimeError(f"wsload failed on {line!r} with exit code {code}")
+        return answer.split()
+
+    def open(self, count: int) -> None:
+        """Have exactly ``count`` connections open."""
+        if self.connections == count:
+            return
+        if self.connections:
+            self.command("close")
+        self.command(f"connect {count}")
+        self.connections = count
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # wsload exits at the end of its input
+        try:
+            self.process.wait(WSLOAD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_wsload_tests(
+    port: int,
+    tests: list[str],
+    repetitions: int,
+    duration: float,
+    server_pid: int | None = None,
+    server_threads: bool = False,
+) -> dict[str, Any]:
+    """:func:`run_tests` with wsload: the same tests and output, plus the latencies."""
+    wsload = WsloadProcess(port)
+    results: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, list[float | None]]] = {}
+    others: dict[str, list[float | None]] = {}
+    latency: dict[str, dict[str, list[float]]] = {}
+    try:
+        for test in tests:
+            kind, numbers = parse_test(test)
+            wsload.open(numbers[1] if kind == "concurrent" else 1)
+            rates: list[float] = []
+            percentiles: dict[str, list[float]] = {"p50": [], "p99": []}
+            usage = Usage(server_pid, server_threads, client_pid=wsload.pid)
+            for seconds in [WARMUP] + [duration] * repetitions:
+                if kind == "pipeline":
+                    line = f"pipeline {numbers[0]} {numbers[1]} {seconds} {MAX_COUNT}"
+                else:
+                    line = f"echo {numbers[0]} {seconds} {MAX_COUNT}"
+                usage.start()
+                count, elapsed, p50, p99 = wsload.command(line)
+                usage.stop(int(count), float(elapsed))
+                rates.append(int(count) / float(elapsed))
+                percentiles["p50"].append(float(p50))
+                percentiles["p99"].append(float(p99))
+            # Not the warm-up:
+            results[test] = rates[1:]
+            cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
+            others[test] = usage.others[1:]
+            latency[test] = {name: values[1:] for name, values in percentiles.items()}
+        if wsload.connections:
+            wsload.command("close")
+    finally:
+        wsload.stop()
+    return {"results": results, "cpu": cpu, "others": others, "latency": latency}
 
 
 # Compression on (``--compression``, for ``echo.py --compression``). A connection is
@@ -902,10 +1069,13 @@ async def run_deflate_tests(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("library", choices=CLIENTS)
+    parser.add_argument("library", choices=[*CLIENTS, WSLOAD])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument(
-        "--loop", choices=LOOPS, default="asyncio", help="ignored by the threaded clients"
+        "--loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="ignored by the threaded clients and wsload",
     )
     parser.add_argument("--tests", required=True, help="e.g. echo:16,pipeline:16:64")
     parser.add_argument("--repetitions", type=int, default=3)
@@ -926,7 +1096,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})  # before any thread: they all inherit it
     try:
-        if args.compression:
+        if args.library == WSLOAD and args.compression:
+            raise MissingError("wsload does not offer permessage-deflate")
+        if args.library == WSLOAD:
+            output = run_wsload_tests(
+                args.port,
+                args.tests.split(","),
+                args.repetitions,
+                args.duration,
+                args.server_pid,
+                args.server_threads,
+            )
+        elif args.compression:
             output = run(
                 run_deflate_tests(
                     args.library,
