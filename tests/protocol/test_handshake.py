@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
+from types import SimpleNamespace
+
 import pytest
 
 from socketeer.exceptions import (
@@ -15,6 +18,7 @@ from socketeer.exceptions import (
     SecurityError,
 )
 from socketeer.protocol import ClientProtocol, Request, Response, ServerProtocol, State
+from socketeer.protocol import server as server_module
 from socketeer.protocol.frames import OP_TEXT, Frame
 from socketeer.protocol.http11 import MAX_HEAD_SIZE, MAX_LINE_LENGTH
 from socketeer.typedefs import Origin, Subprotocol
@@ -413,6 +417,45 @@ class TestServer:
         _, response = server_answer(make_request())
         assert response.headers["Server"].startswith("socketeer/")
         assert response.headers["Date"].endswith(" GMT")
+
+
+class TestDate:
+    """RFC 9110 section 6.6.1: the ``Date`` header, formatted once per second."""
+
+    @pytest.fixture
+    def clock(self, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+        now = [784111777.0]  # RFC 9110's example: Sun, 06 Nov 1994 08:49:37 GMT
+        monkeypatch.setattr(server_module, "time", SimpleNamespace(time=lambda: now[0]))
+        monkeypatch.setattr(server_module, "_date", (0, ""))
+        return now
+
+    def test_imf_fixdate(self, clock: list[float]) -> None:
+        assert server_module._http_date() == "Sun, 06 Nov 1994 08:49:37 GMT"
+        clock[0] = 784111778.999
+        assert server_module._http_date() == "Sun, 06 Nov 1994 08:49:38 GMT"
+
+    def test_formatted_once_per_second(
+        self, clock: list[float], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        formatted: list[float] = []
+        original = email.utils.formatdate
+
+        def formatdate(timeval: float, usegmt: bool) -> str:
+            formatted.append(timeval)
+            return original(timeval, usegmt=usegmt)
+
+        monkeypatch.setattr(server_module.email.utils, "formatdate", formatdate)
+        for now in [784111777.0, 784111777.5, 784111777.999, 784111778.0, 784111778.2]:
+            clock[0] = now
+            server_module._http_date()
+        assert formatted == [784111777, 784111778]
+
+    def test_every_response_has_it(self, clock: list[float]) -> None:
+        _, response = server_answer(make_request())
+        assert response.headers["Date"] == "Sun, 06 Nov 1994 08:49:37 GMT"
+        clock[0] += 1
+        rejection = ServerProtocol().reject(404, "no such room")
+        assert rejection.headers["Date"] == "Sun, 06 Nov 1994 08:49:38 GMT"
 
 
 class TestEndToEnd:

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from socketeer.exceptions import InvalidHeader, InvalidHeaderFormat, InvalidHeaderValue
 from socketeer.protocol.headers import (
+    _parse_list,
+    _parse_token,
+    _parse_upgrade_protocol,
     accept_key,
     build_authorization_basic,
     build_extension,
@@ -139,6 +142,25 @@ class TestListRule:
             parse(header)
         except InvalidHeaderFormat:
             pass
+
+
+class TestOneToken:
+    """A header that is one token, as most are, is read at once: as the list rule reads it."""
+
+    @given(header=st.one_of(tokens, any_header))
+    def test_same_as_list_rule(self, header: str) -> None:
+        for parse, parse_item in [
+            (parse_connection, _parse_token),
+            (parse_upgrade, _parse_upgrade_protocol),
+            (parse_subprotocol, _parse_token),
+        ]:
+            try:
+                expected = _parse_list(parse_item, header, 0, "X")
+            except InvalidHeaderFormat:
+                with pytest.raises(InvalidHeaderFormat):
+                    parse(header)
+            else:
+                assert parse(header) == expected
 
 
 class TestConnection:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from socketeer.exceptions import InvalidMessage, MultipleValuesError, SecurityError
 from socketeer.protocol.http11 import (
@@ -254,3 +258,108 @@ class TestResponseParser:
             ResponseParser(max_body_size=4).feed(b"HTTP/1.1 404 X\r\nContent-Length: 5\r\n\r\n")
         with pytest.raises(SecurityError, match="exceeds limit"):
             ResponseParser(max_body_size=4).feed(b"HTTP/1.1 404 X\r\n\r\n12345")
+
+
+def outcome(parser: RequestParser | ResponseParser, data: bytes, *, by_byte: bool) -> Any:
+    """What a parser makes of ``data``, fed whole or byte by byte: the message and where it
+    ends, or the exception and its message."""
+    chunks = [data[: i + 1] for i in range(len(data))] if by_byte else [data]
+    try:
+        for chunk in chunks:
+            message = parser.feed(chunk)
+            if message is not None:
+                return message, parser.consumed
+        return None, parser.start_line
+    except (InvalidMessage, SecurityError) as exc:
+        return type(exc), str(exc)
+
+
+def head_of(*lines: bytes) -> bytes:
+    return b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+
+
+# Heads read at once when they arrive whole: every one must read as it does line by line.
+HEADS = [
+    REQUEST,
+    REQUEST + b"\x81\x85frame",
+    head_of(b"GET / HTTP/1.1"),
+    head_of(b"GET / HTTP/1.1", b"X-A: \t a b \t", b"X-B: caf\xe9", b"X-C:", b"X-D: a:b: c"),
+    head_of(b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket"),
+    b"\r\n\r\n",
+    b"\r\nHost: x\r\n\r\n",
+    head_of(b"GET / HTTP/1.1", b"Host : x"),
+    head_of(b"GET / HTTP/1.1", b"Host"),
+    head_of(b"GET / HTTP/1.1", b": x"),
+    head_of(b"GET / HTTP/1.1", b" folded: x"),
+    head_of(b"GET / HTTP/1.1", b"X: a\x00b"),
+    head_of(b"GET / HTTP/1.1", b"X: a\rb"),
+    head_of(b"GET / HTTP/1.1", b"X: a\nB: c"),
+    head_of(b"GET / HTTP/1.1", b"X: a\x7f"),
+    head_of(b"GET / HTTP/1.1", b"X\xe9: a"),
+    head_of(b"GET / HTTP/1.1", b"Bad Name: a", b"Host: x"),
+    head_of(b"GET / HTTP/1.1", *[b"X-%d: y" % i for i in range(MAX_NUM_HEADERS)]),
+    head_of(b"GET / HTTP/1.1", *[b"X-%d: y" % i for i in range(MAX_NUM_HEADERS + 1)]),
+    head_of(b"GET / HTTP/1.1", b"Bad Name: y", *[b"X: y" for _ in range(MAX_NUM_HEADERS)]),
+    # Around the size of the heads read at once.
+    head_of(b"GET / HTTP/1.1", b"X: " + b"a" * (MAX_LINE_LENGTH - 19)),
+    head_of(b"GET / HTTP/1.1", b"X: " + b"a" * (MAX_LINE_LENGTH - 18)),
+    head_of(b"GET / HTTP/1.1", b"X: " + b"a" * (MAX_LINE_LENGTH - 3)),
+    head_of(b"GET / HTTP/1.1", b"X: " + b"a" * (MAX_LINE_LENGTH - 2)),
+    head_of(b"GET /" + b"a" * (MAX_LINE_LENGTH - 14) + b" HTTP/1.1"),
+    head_of(b"GET /" + b"a" * (MAX_LINE_LENGTH - 13) + b" HTTP/1.1"),
+]
+
+
+class TestWholeHead:
+    """A head that arrives whole is read at once: the same messages, the same faults, and
+    the same limits as line by line (which a head fed byte by byte always gets)."""
+
+    @pytest.mark.parametrize("data", HEADS)
+    @pytest.mark.parametrize("parser_type", [RequestParser, ResponseParser])
+    def test_same_as_line_by_line(
+        self, data: bytes, parser_type: type[RequestParser | ResponseParser]
+    ) -> None:
+        whole = outcome(parser_type(), data, by_byte=False)
+        assert whole == outcome(parser_type(), data, by_byte=True)
+
+    def test_header_names_are_interned(self) -> None:
+        first, second = Request.parse(REQUEST), Request.parse(bytes(REQUEST))
+        names = [name for name, _ in first.headers.raw_items()]
+        assert all(a is b for a, (b, _) in zip(names, second.headers.raw_items(), strict=True))
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        lines=st.lists(
+            st.lists(
+                st.sampled_from(
+                    [
+                        b"Host",
+                        b"X-A",
+                        b":",
+                        b" ",
+                        b"\t",
+                        b"v",
+                        b"a b",
+                        b"\xe9",
+                        b"\x00",
+                        b"\x7f",
+                        b"\r",
+                        b"\n",
+                        b"(",
+                        b"=",
+                        b"GET / HTTP/1.1",
+                        b"",
+                    ]
+                ),
+                max_size=6,
+            ).map(b"".join),
+            max_size=8,
+        ),
+        start_line=st.sampled_from([b"GET / HTTP/1.1", b"HTTP/1.1 101 OK", b""]),
+        trailing=st.sampled_from([b"", b"\r\n", b"\x81\x80"]),
+    )
+    def test_any_head(self, lines: list[bytes], start_line: bytes, trailing: bytes) -> None:
+        data = head_of(start_line, *lines) + trailing
+        for parser_type in (RequestParser, ResponseParser):
+            whole = outcome(parser_type(), data, by_byte=False)
+            assert whole == outcome(parser_type(), data, by_byte=True)

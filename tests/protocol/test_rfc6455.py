@@ -332,7 +332,7 @@ def rfc_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def fixed_date(monkeypatch: pytest.MonkeyPatch) -> str:
     """Servers send a fixed |Date|, so that their responses are deterministic."""
     date = "Sun, 06 Nov 1994 08:49:37 GMT"
-    monkeypatch.setattr("email.utils.formatdate", lambda *args, **kwargs: date)
+    monkeypatch.setattr("socketeer.protocol.server._http_date", lambda: date)
     return date
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
@@ -184,9 +185,11 @@ class ServerConnection(Connection):
 
     def handshake_event(self, event: Event) -> None:
         assert isinstance(event, Request)
-        self._client = forwarded_client(
-            self.server.trusted_proxies, super().remote_address, event.headers, self.logger
-        )
+        proxies = self.server.trusted_proxies
+        if proxies:  # else the socket's peer is the client: nothing to look up
+            self._client = forwarded_client(
+                proxies, super().remote_address, event.headers, self.logger
+            )
         self.handler_task = self.loop.create_task(self._run(event))
 
     async def _run(self, request: Request) -> None:
@@ -205,9 +208,10 @@ class ServerConnection(Connection):
         if self.protocol.state is not OPEN:
             self.transport.close()
             return
-        self.logger.info(
-            "connection open from %s", format_client(self.remote_address, self.proxy_address)
-        )
+        if self.logger.isEnabledFor(logging.INFO):  # spares formatting the address
+            self.logger.info(
+                "connection open from %s", format_client(self.remote_address, self.proxy_address)
+            )
         self.start_keepalive()
         try:
             await self.server.handler(self)
@@ -228,7 +232,12 @@ class ServerConnection(Connection):
         if self._open_timer is not None:
             self._open_timer.cancel()
         self.server.unregister(self)
-        if self.protocol.response is not None and self.protocol.response.status_code == 101:
+        response = self.protocol.response
+        if (
+            response is not None
+            and response.status_code == 101
+            and self.logger.isEnabledFor(logging.INFO)
+        ):
             self.logger.info(
                 "connection closed from %s with code %s",
                 format_client(self.remote_address, self.proxy_address),

@@ -149,6 +149,8 @@ def parse_connection(header: str) -> list[ConnectionOption]:
     Raises:
         InvalidHeaderFormat: if the value breaks the grammar.
     """
+    if _TOKEN_RE.fullmatch(header):  # the usual one option: a list of one, read in one call
+        return [ConnectionOption(header)]
     return [ConnectionOption(t) for t in _parse_list(_parse_token, header, 0, "Connection")]
 
 
@@ -173,6 +175,8 @@ def parse_upgrade(header: str) -> list[UpgradeProtocol]:
     Raises:
         InvalidHeaderFormat: if the value breaks the grammar.
     """
+    if _TOKEN_RE.fullmatch(header):  # the usual one protocol without a version
+        return [UpgradeProtocol(header)]
     protocols = _parse_list(_parse_upgrade_protocol, header, 0, "Upgrade")
     return [UpgradeProtocol(p) for p in protocols]
 
@@ -281,6 +285,8 @@ def parse_subprotocol(header: str) -> list[Subprotocol]:
     Raises:
         InvalidHeaderFormat: if the value breaks the grammar.
     """
+    if _TOKEN_RE.fullmatch(header):  # one subprotocol
+        return [Subprotocol(header)]
     tokens = _parse_list(_parse_token, header, 0, "Sec-WebSocket-Protocol")
     return [Subprotocol(t) for t in tokens]
 
@@ -372,7 +378,7 @@ def accept_key(key: str) -> str:
         ValueError: if the key is not ASCII.
     """
     digest = hashlib.sha1((key + _GUID).encode("ascii")).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 # Host: RFC 6455 section 4.1 and RFC 7230 section 5.4.

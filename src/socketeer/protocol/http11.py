@@ -48,6 +48,9 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # but HTAB. Leading and trailing whitespace (OWS) is not part of the value.
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _VALUE_STR = re.compile(r"[\x09\x20-\x7e\x80-\xff]*")
+# The bytes of field values, and field names joined by colons: to check many lines at once.
+_VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+_TOKENS = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?::[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*")
 _DIGITS = re.compile(r"[0-9]+")
 _TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9112 section 3: request-line = method SP request-target SP HTTP-version; the WebSocket
@@ -78,9 +81,10 @@ class Headers(MutableMapping[str, str]):
         self._items: list[str] = []
         # Lower-case name -> values: made by the first lookup, dropped by shrink().
         self._index: dict[str, list[str]] | None = None
-        pairs = items.items() if isinstance(items, MutableMapping) else items
-        for name, value in pairs:
-            self[name] = value
+        if items:  # most are made empty: spare them the slow isinstance() of an ABC
+            pairs = items.items() if isinstance(items, MutableMapping) else items
+            for name, value in pairs:
+                self[name] = value
 
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
@@ -98,7 +102,8 @@ class Headers(MutableMapping[str, str]):
         self._index = None
 
     def __str__(self) -> str:
-        return "".join(f"{name}: {value}\r\n" for name, value in self.raw_items()) + "\r\n"
+        # One format for every line: half the cost of formatting them one by one.
+        return ("%s: %s\r\n" * (len(self._items) // 2) + "\r\n") % tuple(self._items)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({list(self.raw_items())!r})"
@@ -111,8 +116,13 @@ class Headers(MutableMapping[str, str]):
         """The header lines and the blank line that ends them, as sent on the wire."""
         return str(self).encode("latin-1")
 
+    # The lookups read the index straight when it exists: they run several times per handshake.
+
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._lookup()
+        if not isinstance(key, str):
+            return False
+        index = self._index if self._index is not None else self._lookup()
+        return key.lower() in index
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._lookup())
@@ -121,7 +131,8 @@ class Headers(MutableMapping[str, str]):
         return len(self._lookup())
 
     def __getitem__(self, key: str) -> str:
-        values = self._lookup()[key.lower()]
+        index = self._index if self._index is not None else self._lookup()
+        values = index[key.lower()]
         if len(values) == 1:
             return values[0]
         raise MultipleValuesError(key)
@@ -135,10 +146,16 @@ class Headers(MutableMapping[str, str]):
         self._add(key, value)
 
     def _add(self, key: str, value: str) -> None:
-        # For the parser, which checked the bytes already.
+        # For the parser, which checked the bytes already, and for values valid by
+        # construction.
         self._items += (key, value)
         if self._index is not None:
             self._index.setdefault(key.lower(), []).append(value)
+
+    def _add_items(self, items: list[str]) -> None:
+        # For the parser too: names and values in turn, checked already.
+        self._items += items
+        self._index = None  # made again by the next lookup
 
     def __delitem__(self, key: str) -> None:
         key_lower = key.lower()
@@ -166,7 +183,8 @@ class Headers(MutableMapping[str, str]):
 
     def get_all(self, key: str) -> list[str]:
         """Every value of header ``key``, in order; an empty list when there is none."""
-        return self._lookup().get(key.lower(), [])
+        index = self._index if self._index is not None else self._lookup()
+        return index.get(key.lower(), [])
 
     def raw_items(self) -> Iterator[tuple[str, str]]:
         """Every ``(name, value)`` pair, in order, names as they were given."""
@@ -265,6 +283,8 @@ class _HeadParser:
         """Read lines until the blank line; return whether it was reached."""
         pos = self.consumed
         view = bytes(buffer[pos:]) if not isinstance(buffer, bytes) else buffer[pos:]
+        if self.start_line is None and self._read_whole_head(view):
+            return True
         offset = 0
         while not self.done:
             end = view.find(b"\r\n", offset)
@@ -281,6 +301,44 @@ class _HeadParser:
         if (self.consumed if self.done else pos + len(view)) > MAX_HEAD_SIZE:
             raise SecurityError(f"headers exceed limit of {MAX_HEAD_SIZE} bytes")
         return self.done
+
+    def _read_whole_head(self, view: bytes) -> bool:
+        """Read a head that arrived whole and breaks no rule, at once; return whether it did.
+
+        The usual case, made cheaper than line by line: within :data:`MAX_LINE_LENGTH` bytes,
+        a head cannot break a size limit, and the rules of :meth:`_read_line` are checked
+        for every line with one call each. Anything else (an incomplete head, a longer one, a
+        fault, too many lines) is left to the line by line reader, from the start, which
+        reports the first fault as it always did.
+        """
+        end = view.find(b"\r\n\r\n", 0, MAX_LINE_LENGTH + 4)
+        if end < 0:
+            return False
+        first = view.find(b"\r\n")  # the end of the start line, at most end
+        lines = view[first + 2 : end]
+        # Controls but HTAB (CR and LF included) are in no name and no value: the separators
+        # are the only ones left, one CRLF between two lines.
+        if lines.translate(None, _VALUE_BYTES) != b"\r\n" * lines.count(b"\r\n"):
+            return False
+        items: list[str] = []  # name, value, name, value...
+        if first < end:
+            for line in lines.decode("latin-1").split("\r\n"):
+                name, colon, value = line.partition(":")
+                if not colon:
+                    return False
+                # Names are interned: every connection shares the strings of the usual ones.
+                items += (sys.intern(name), value.strip(" \t"))
+        # Names are tokens: checked at once, joined by a colon, which none contains.
+        if len(items) > 2 * MAX_NUM_HEADERS:
+            return False
+        if items and _TOKENS.fullmatch(":".join(items[::2])) is None:
+            return False
+        self.headers._add_items(items)
+        self.start_line = view[:first]
+        self._count = len(items) // 2
+        self.done = True
+        self.consumed = end + 4
+        return True
 
     def _read_line(self, line: bytes) -> None:
         if self.start_line is None:

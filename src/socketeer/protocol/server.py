@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import email.utils
 import http
+import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from ..exceptions import (
     HandshakeError,
@@ -50,6 +52,8 @@ __all__ = ["ServerProtocol", "SERVER_HEADER", "SelectSubprotocol"]
 
 SERVER_HEADER = f"socketeer/{__version__}"
 """Default ``Server`` header."""
+
+_T = TypeVar("_T")
 
 SelectSubprotocol = Callable[[Sequence[Subprotocol], Sequence[Subprotocol]], Subprotocol | None]
 """``select_subprotocol(offered, supported)``: the subprotocol to use, or ``None``."""
@@ -106,7 +110,8 @@ class ServerProtocol(Protocol):
         """The extensions supported."""
         self.available_subprotocols = list(subprotocols or ())
         """The subprotocols supported."""
-        validate_subprotocols(self.available_subprotocols)
+        if self.available_subprotocols:
+            validate_subprotocols(self.available_subprotocols)
         self.select_subprotocol = select_subprotocol or _first_supported
         self.server_header = server_header
         self.subprotocol: Subprotocol | None = None
@@ -183,9 +188,10 @@ class ServerProtocol(Protocol):
 
         headers = Headers()
         self._add_common_headers(headers)
-        headers["Upgrade"] = "websocket"
-        headers["Connection"] = "Upgrade"
-        headers["Sec-WebSocket-Accept"] = accept_key(key)
+        # Valid values by construction: no need to check them as headers[...] = ... does.
+        headers._add("Upgrade", "websocket")
+        headers._add("Connection", "Upgrade")
+        headers._add("Sec-WebSocket-Accept", accept_key(key))
         if extensions_header:
             headers["Sec-WebSocket-Extensions"] = build_extension(extensions_header)
         if subprotocol is not None:
@@ -220,15 +226,13 @@ class ServerProtocol(Protocol):
         _single(headers, "Host")
         # "An |Upgrade| header field containing the value "websocket", treated as an ASCII
         # case-insensitive value."
-        upgrade = [p for value in headers.get_all("Upgrade") for p in parse_upgrade(value)]
-        if not any(protocol.lower() == "websocket" for protocol in upgrade):
+        upgrade = _parse_all(headers, "Upgrade", parse_upgrade)
+        if "websocket" not in map(str.lower, upgrade):
             raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
         # "A |Connection| header field that includes the token "Upgrade", treated as an ASCII
         # case-insensitive value."
-        connection = [
-            o for value in headers.get_all("Connection") for o in parse_connection(value)
-        ]
-        if not any(option.lower() == "upgrade" for option in connection):
+        connection = _parse_all(headers, "Connection", parse_connection)
+        if "upgrade" not in map(str.lower, connection):
             raise InvalidUpgrade("Connection", ", ".join(connection) or None)
         # "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when decoded,
         # is 16 bytes in length."
@@ -265,11 +269,7 @@ class ServerProtocol(Protocol):
         # extension at most once, and declines what it cannot accept.
         answers: list[ExtensionHeader] = []
         accepted: list[Extension] = []
-        offers = [
-            o
-            for value in headers.get_all("Sec-WebSocket-Extensions")
-            for o in parse_extension(value)
-        ]
+        offers = _parse_all(headers, "Sec-WebSocket-Extensions", parse_extension)
         for name, params in offers:
             for factory in self.available_extensions:
                 if factory.name != name or any(e.name == name for e in accepted):
@@ -285,11 +285,7 @@ class ServerProtocol(Protocol):
         return answers
 
     def _process_subprotocol(self, headers: Headers) -> Subprotocol | None:
-        offered = [
-            p
-            for value in headers.get_all("Sec-WebSocket-Protocol")
-            for p in parse_subprotocol(value)
-        ]
+        offered = _parse_all(headers, "Sec-WebSocket-Protocol", parse_subprotocol)
         if not offered:
             return None
         chosen = self.select_subprotocol(offered, self.available_subprotocols)
@@ -341,7 +337,7 @@ class ServerProtocol(Protocol):
         return Response(status.value, status.phrase, response_headers, data)
 
     def _add_common_headers(self, headers: Headers) -> None:
-        headers["Date"] = email.utils.formatdate(usegmt=True)
+        headers._add("Date", _http_date())
         if self.server_header is not None:
             headers["Server"] = self.server_header
 
@@ -382,6 +378,33 @@ class _MethodNotAllowed(InvalidMessage):
 
 class _UnsupportedVersion(InvalidHeaderValue):
     """A Sec-WebSocket-Version other than 13: answered with 426."""
+
+
+_date: tuple[int, str] = (0, "")  # the second of the last Date header, and its value
+
+
+def _http_date() -> str:
+    """The ``Date`` header for now: RFC 9110 section 5.6.7's IMF-fixdate, such as
+    ``"Sun, 06 Nov 1994 08:49:37 GMT"``.
+
+    Formatted once per second, not once per response: a busy server answers many requests
+    in a second. Threads may race to format a new second; they format the same value.
+    """
+    global _date
+    now = int(time.time())
+    second, value = _date
+    if second != now:
+        value = email.utils.formatdate(now, usegmt=True)
+        _date = (now, value)
+    return value
+
+
+def _parse_all(headers: Headers, name: str, parse: Callable[[str], list[_T]]) -> list[_T]:
+    """The items of every ``name`` header, in order, each header read with ``parse``."""
+    values = headers.get_all(name)
+    if len(values) == 1:  # the usual case
+        return parse(values[0])
+    return [item for value in values for item in parse(value)]
 
 
 def _single(headers: Headers, name: str) -> str:
