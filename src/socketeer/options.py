@@ -17,6 +17,7 @@ Every size, count and wait has a limit with a safe default; ``None`` turns a lim
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import socket
 import ssl as ssl_module
@@ -325,13 +326,23 @@ class ServerOptions(_Options):
         """A new sans-I/O protocol for an accepted connection."""
         return ServerProtocol(
             origins=self.origins,
-            extensions=self.extension_factories(),
+            extensions=self._extension_factories,
             subprotocols=self.subprotocols,
             select_subprotocol=self.select_subprotocol,
             server_header=self.server_header,
             max_size=self.max_size,
-            logger=self.get_logger(),
+            logger=self._logger,
         )
+
+    @functools.cached_property
+    def _extension_factories(self) -> list[ServerExtensionFactory]:
+        # The factories hold settings only: every connection can share them, and the options
+        # are frozen. ServerProtocol copies the list.
+        return self.extension_factories()
+
+    @functools.cached_property
+    def _logger(self) -> LoggerLike:
+        return self.get_logger()  # logging.getLogger() returns the same logger for a name
 
 
 # The keyword arguments of connect() and serve(), typed: the fields of the dataclasses above,

@@ -518,11 +518,13 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         for timer in (self._keepalive_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
-        closed = self._closed_exc()
-        for waiter in self._pings.clear():
-            if not waiter.done():
-                waiter.set_exception(closed)
-                waiter.exception()  # nobody may be waiting: no "never retrieved" warning
+        waiters = self._pings.clear()
+        if waiters:  # most connections close with none: no exception to build then
+            closed = self._closed_exc()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(closed)
+                    waiter.exception()  # nobody may be waiting: no "never retrieved" warning
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
         if not self._closed.done():

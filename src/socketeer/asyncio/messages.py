@@ -59,6 +59,14 @@ class Assembler(FrameQueue):
     def _resumed(self) -> None:
         self._resume()
 
+    def close(self) -> None:
+        super().close()
+        # The hooks are bound methods of the connection, which holds this assembler; nothing
+        # pauses or resumes reading once closed. Letting go of them frees a closed
+        # connection by reference counting, rather than leaving ~35 objects per connection
+        # to the cyclic garbage collector (callgrind: 5% of a server's handshake).
+        self._pause = self._resume = _nothing
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -118,3 +126,7 @@ class Assembler(FrameQueue):
             finally:
                 self.frames_wanted = False
         return self.take_frame()
+
+
+def _nothing() -> None:
+    """The hooks of a closed assembler."""

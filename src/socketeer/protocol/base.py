@@ -149,7 +149,7 @@ class Protocol:
     # with this many of them, a dict made each read slower (callgrind: 6% of the
     # instructions of an echo). Subclasses keep a dict for their handshake attributes.
     __slots__ = (
-        "id",
+        "_id",
         "logger",
         "debug",
         "side",
@@ -194,8 +194,7 @@ class Protocol:
         max_size: int | None = MAX_SIZE,
         logger: LoggerLike | None = None,
     ) -> None:
-        self.id: uuid.UUID = uuid.uuid4()
-        """Unique identifier of the connection, useful in logs."""
+        self._id: uuid.UUID | None = None  # made when first read: most never are
         if logger is None:
             logger = logging.getLogger(f"socketeer.{side.name.lower()}")
         self.logger: LoggerLike = logger
@@ -261,6 +260,13 @@ class Protocol:
         self._into_pos = 0
         self._into_first_byte = 0
         self._into_mask: bytes | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        """Unique identifier of the connection, useful in logs."""
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
 
     def _set_state(self, state: State) -> None:
         if self.debug:
