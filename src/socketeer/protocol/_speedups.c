@@ -73,6 +73,65 @@ done:
     return result;
 }
 
+/* Where the frame whose header starts at p (avail bytes from there) has its payload: sets
+ * *length, *start (its offset from p) and *mask (NULL when unmasked, i.e. when not
+ * `masked`); returns 0 when the header or the payload is incomplete, or when a 64-bit
+ * length has its top bit set. The first byte and the masking bit are the caller's. */
+static int
+frame_extent(const unsigned char *p, Py_ssize_t avail, int masked,
+             unsigned long long *length, Py_ssize_t *start, const unsigned char **mask)
+{
+    *length = p[1] & 0x7F;
+    *start = 2;
+    if (*length == 126) {
+        if (avail < 4) {
+            return 0;
+        }
+        *length = ((unsigned long long)p[2] << 8) | p[3];
+        *start = 4;
+    }
+    else if (*length == 127) {
+        if (avail < 10) {
+            return 0;
+        }
+        *length = 0;
+        for (int i = 2; i < 10; i++) {
+            *length = (*length << 8) | p[i];
+        }
+        if (*length >> 63) {
+            return 0;
+        }
+        *start = 10;
+    }
+    *mask = NULL;
+    if (masked) {
+        if (avail < *start + 4) {
+            return 0;
+        }
+        *mask = p + *start;
+        *start += 4;
+    }
+    return *length <= (unsigned long long)(avail - *start);
+}
+
+/* A new bytes object with the payload at p, unmasked with mask unless NULL. */
+static PyObject *
+new_payload(const unsigned char *p, unsigned long long length, const unsigned char *mask)
+{
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+
+    if (payload == NULL) {
+        return NULL;
+    }
+    if (mask != NULL) {
+        xor_mask(p, (unsigned char *)PyBytes_AS_STRING(payload), (Py_ssize_t)length, mask);
+    }
+    else {
+        memcpy(PyBytes_AS_STRING(payload), p, (size_t)length);
+    }
+    return payload;
+}
+
 /* read_frame(buffer, pos, masked) -> (first_byte, payload, end) | None
  *
  * The common case of frame parsing in one call: a whole frame at pos whose header breaks no
@@ -86,7 +145,7 @@ read_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer view;
     Py_ssize_t pos, avail, start;
     const unsigned char *p;
-    const unsigned char *mask = NULL;
+    const unsigned char *mask;
     unsigned char b0, b1, opcode;
     unsigned long long length;
     int masked;
@@ -126,54 +185,16 @@ read_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (((b1 & 0x80) != 0) != (masked != 0)) {
         goto none; /* incorrect masking */
     }
-    length = b1 & 0x7F;
-    start = 2;
-    if (opcode >= 8) {
-        if (!(b0 & 0x80) || length > 125) {
-            goto none; /* fragmented or long control frame */
-        }
+    if (opcode >= 8 && (!(b0 & 0x80) || (b1 & 0x7F) > 125)) {
+        goto none; /* fragmented or long control frame */
     }
-    else if (length == 126) {
-        if (avail < 4) {
-            goto none;
-        }
-        length = ((unsigned long long)p[2] << 8) | p[3];
-        start = 4;
-    }
-    else if (length == 127) {
-        if (avail < 10) {
-            goto none;
-        }
-        length = 0;
-        for (int i = 2; i < 10; i++) {
-            length = (length << 8) | p[i];
-        }
-        if (length >> 63) {
-            goto none;
-        }
-        start = 10;
-    }
-    if (masked) {
-        if (avail < start + 4) {
-            goto none;
-        }
-        mask = p + start;
-        start += 4;
-    }
-    if (length > (unsigned long long)(avail - start)) {
+    if (!frame_extent(p, avail, masked, &length, &start, &mask)) {
         goto none; /* incomplete */
     }
-    payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+    payload = new_payload(p + start, length, mask);
     if (payload == NULL) {
         PyBuffer_Release(&view);
         return NULL;
-    }
-    if (mask != NULL) {
-        xor_mask(p + start, (unsigned char *)PyBytes_AS_STRING(payload), (Py_ssize_t)length,
-                 mask);
-    }
-    else {
-        memcpy(PyBytes_AS_STRING(payload), p + start, (size_t)length);
     }
     PyBuffer_Release(&view);
     first_byte = PyLong_FromLong(b0);
@@ -273,8 +294,8 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     while (limit < 0 || count < limit) {
         const unsigned char *p = (const unsigned char *)view.buf + pos;
-        const unsigned char *mask = NULL;
-        Py_ssize_t avail = view.len - pos, start = 2;
+        const unsigned char *mask;
+        Py_ssize_t avail = view.len - pos, start;
         unsigned long long length;
         unsigned char b0;
         PyObject *payload, *frame, *opcode;
@@ -289,50 +310,15 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (((p[1] & 0x80) != 0) != (masked != 0)) {
             break; /* incorrect masking */
         }
-        length = p[1] & 0x7F;
-        if (length == 126) {
-            if (avail < 4) {
-                break;
-            }
-            length = ((unsigned long long)p[2] << 8) | p[3];
-            start = 4;
-        }
-        else if (length == 127) {
-            if (avail < 10) {
-                break;
-            }
-            length = 0;
-            for (int i = 2; i < 10; i++) {
-                length = (length << 8) | p[i];
-            }
-            if (length >> 63) {
-                break;
-            }
-            start = 10;
+        if (!frame_extent(p, avail, masked, &length, &start, &mask)) {
+            break; /* incomplete */
         }
         if (max_size >= 0 && length > (unsigned long long)max_size) {
             break; /* too big */
         }
-        if (masked) {
-            if (avail < start + 4) {
-                break;
-            }
-            mask = p + start;
-            start += 4;
-        }
-        if (length > (unsigned long long)(avail - start)) {
-            break; /* incomplete */
-        }
-        payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+        payload = new_payload(p + start, length, mask);
         if (payload == NULL) {
             goto error;
-        }
-        if (mask != NULL) {
-            xor_mask(p + start, (unsigned char *)PyBytes_AS_STRING(payload), (Py_ssize_t)length,
-                     mask);
-        }
-        else {
-            memcpy(PyBytes_AS_STRING(payload), p + start, (size_t)length);
         }
         if (b0 == 0x81) {
             /* Validates the UTF-8 (RFC 6455 section 8.1), as bytes.decode() does. */
