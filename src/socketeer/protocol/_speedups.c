@@ -132,6 +132,30 @@ new_payload(const unsigned char *p, unsigned long long length, const unsigned ch
     return payload;
 }
 
+/* The arguments (buffer, pos, masked) of the readers below: acquires the buffer; returns -1
+ * with an exception set, and nothing acquired, when one is wrong. */
+static int
+reader_arguments(PyObject *const *args, Py_buffer *view, Py_ssize_t *pos, int *masked)
+{
+    *pos = PyLong_AsSsize_t(args[1]);
+    if (*pos == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *masked = PyObject_IsTrue(args[2]);
+    if (*masked < 0) {
+        return -1;
+    }
+    if (PyObject_GetBuffer(args[0], view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (*pos < 0 || *pos > view->len) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "pos out of range");
+        return -1;
+    }
+    return 0;
+}
+
 /* read_frame(buffer, pos, masked) -> (first_byte, payload, end) | None
  *
  * The common case of frame parsing in one call: a whole frame at pos whose header breaks no
@@ -155,20 +179,7 @@ read_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "read_frame() takes 3 arguments");
         return NULL;
     }
-    pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    masked = PyObject_IsTrue(args[2]);
-    if (masked < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (pos < 0 || pos > view.len) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "pos out of range");
+    if (reader_arguments(args, &view, &pos, &masked) < 0) {
         return NULL;
     }
     p = (const unsigned char *)view.buf + pos;
@@ -263,14 +274,6 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "set_frame_types() was not called");
         return NULL;
     }
-    pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    masked = PyObject_IsTrue(args[2]);
-    if (masked < 0) {
-        return NULL;
-    }
     max_size = PyLong_AsSsize_t(args[3]);
     if (max_size == -1 && PyErr_Occurred()) {
         return NULL;
@@ -284,12 +287,7 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "events must be a list");
         return NULL;
     }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (pos < 0 || pos > view.len) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "pos out of range");
+    if (reader_arguments(args, &view, &pos, &masked) < 0) {
         return NULL;
     }
     while (limit < 0 || count < limit) {
