@@ -53,6 +53,7 @@ from .frames import (
     Frame,
     Opcode,
     PayloadBuffer,
+    _new_frame,
     encode_frame,
     is_valid_close_code,
     parse_header,
@@ -67,8 +68,6 @@ __all__ = ["Protocol", "Side", "State", "Event", "SERVER", "CLIENT", "MAX_SIZE"]
 
 MAX_SIZE = 1_048_576
 """Default limit on the size of a received message, in bytes (1 MiB)."""
-
-_new_frame = tuple.__new__  # builds a Frame without the cost of its Python-level __new__
 
 # Payloads at least this large are written as a separate buffer instead of being copied
 # after their header: below it, one copy costs less than a separate write (and TCP segment)

@@ -437,6 +437,9 @@ def _looks_like_text(data: bytes) -> bool:
     return True
 
 
+_new_frame = tuple.__new__  # builds a Frame without the cost of its Python-level __new__
+
+
 def _py_read_messages(
     buffer: BytesLike, pos: int, masked: bool, max_size: int, limit: int, events: list[object]
 ) -> int:
@@ -467,7 +470,7 @@ def _py_read_messages(
             except UnicodeDecodeError:
                 break
         events.append(
-            tuple.__new__(
+            _new_frame(
                 Frame,
                 (OP_TEXT if first_byte == 0x81 else OP_BINARY, payload, True, False, False, False),
             )

@@ -61,7 +61,7 @@ from ...exceptions import (
     ProtocolError,
 )
 from ...typedefs import ExtensionName, ExtensionParameter
-from ..frames import OP_BINARY, OP_CONT, OP_TEXT, Frame
+from ..frames import OP_BINARY, OP_CONT, OP_TEXT, Frame, _new_frame
 from .base import ClientExtensionFactory, Extension, ServerExtensionFactory
 
 if TYPE_CHECKING:
@@ -101,8 +101,6 @@ _APPEND_TAIL_BELOW = 4096
 # costs ~10 us, 1% to 3% of compressing a message of 64 KiB to 16 KiB.
 _PROBE_FROM = 16384
 _PROBE_SAMPLE = 512
-
-_new_frame = tuple.__new__  # builds a Frame without the cost of its Python-level __new__
 
 # zlib settings an application may choose; the window comes from the negotiation.
 _COMPRESS_SETTINGS = {
