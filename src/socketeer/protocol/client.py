@@ -40,6 +40,7 @@ from .headers import (
     parse_extension,
     parse_subprotocol,
     parse_upgrade,
+    parse_values,
     validate_subprotocols,
 )
 from .http11 import Headers, Request, Response, ResponseParser
@@ -239,15 +240,13 @@ class ClientProtocol(Protocol):
         # "If the response lacks an |Upgrade| header field or the |Upgrade| header field
         # contains a value that is not an ASCII case-insensitive match for the value
         # "websocket", the client MUST _Fail the WebSocket Connection_."
-        upgrade = [p for value in headers.get_all("Upgrade") for p in parse_upgrade(value)]
+        upgrade = parse_values(headers.get_all("Upgrade"), parse_upgrade)
         if len(upgrade) != 1 or upgrade[0].lower() != "websocket":
             raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
         # "If the response lacks a |Connection| header field or the |Connection| header field
         # doesn't contain a token that is an ASCII case-insensitive match for the value
         # "Upgrade", the client MUST _Fail the WebSocket Connection_."
-        connection = [
-            o for value in headers.get_all("Connection") for o in parse_connection(value)
-        ]
+        connection = parse_values(headers.get_all("Connection"), parse_connection)
         if not any(option.lower() == "upgrade" for option in connection):
             raise InvalidUpgrade("Connection", ", ".join(connection) or None)
         # "If the response lacks a |Sec-WebSocket-Accept| header field or the
@@ -269,19 +268,20 @@ class ClientProtocol(Protocol):
         # field indicates the use of an extension that was not present in the client's
         # handshake [...], the client MUST _Fail the WebSocket Connection_."
         accepted: list[Extension] = []
-        for value in headers.get_all("Sec-WebSocket-Extensions"):
-            for name, params in parse_extension(value):
-                for factory in self.available_extensions:
-                    if factory.name != name:
-                        continue
-                    try:
-                        extension = factory.process_response_params(params, accepted)
-                    except NegotiationError:
-                        continue
-                    accepted.append(extension)
-                    break
-                else:
-                    raise NegotiationError(f"unsupported extension: {name}")
+        for name, params in parse_values(
+            headers.get_all("Sec-WebSocket-Extensions"), parse_extension
+        ):
+            for factory in self.available_extensions:
+                if factory.name != name:
+                    continue
+                try:
+                    extension = factory.process_response_params(params, accepted)
+                except NegotiationError:
+                    continue
+                accepted.append(extension)
+                break
+            else:
+                raise NegotiationError(f"unsupported extension: {name}")
         return accepted
 
     def _process_subprotocol(self, headers: Headers) -> Subprotocol | None:
@@ -291,7 +291,7 @@ class ClientProtocol(Protocol):
         values = headers.get_all("Sec-WebSocket-Protocol")
         if not values:
             return None
-        chosen = [p for value in values for p in parse_subprotocol(value)]
+        chosen = parse_values(values, parse_subprotocol)
         if len(chosen) != 1:
             raise InvalidHeader("Sec-WebSocket-Protocol", f"multiple values: {', '.join(chosen)}")
         if chosen[0] not in self.available_subprotocols:

@@ -45,6 +45,7 @@ __all__ = [
     "parse_extension",
     "build_extension",
     "parse_subprotocol",
+    "parse_values",
     "build_subprotocol",
     "validate_subprotocols",
     "generate_key",
@@ -137,6 +138,28 @@ def _parse_list(parse_item: _ItemParser[_T], header: str, pos: int, header_name:
 # Connection and Upgrade: RFC 7230 sections 6.1 and 6.7.
 
 
+def _parse_token_list(parse_item: _ItemParser[str], header: str, header_name: str) -> list[str]:
+    """Read a list whose elements are tokens, or start with one (``parse_item``).
+
+    A value that is one token, the usual case, is that list of one, read in one call.
+    """
+    if _TOKEN_RE.fullmatch(header):
+        return [header]
+    return _parse_list(parse_item, header, 0, header_name)
+
+
+def parse_values(values: Sequence[str], parse: Callable[[str], list[_T]]) -> list[_T]:
+    """The items of every value of a header that may repeat, in order, each read with
+    ``parse``.
+
+    Raises:
+        InvalidHeaderFormat: if a value breaks the grammar.
+    """
+    if len(values) == 1:  # the usual case
+        return parse(values[0])
+    return [item for value in values for item in parse(value)]
+
+
 def parse_connection(header: str) -> list[ConnectionOption]:
     """Parse a ``Connection`` header, e.g. ``"keep-alive, Upgrade"``.
 
@@ -149,9 +172,7 @@ def parse_connection(header: str) -> list[ConnectionOption]:
     Raises:
         InvalidHeaderFormat: if the value breaks the grammar.
     """
-    if _TOKEN_RE.fullmatch(header):  # the usual one option: a list of one, read in one call
-        return [ConnectionOption(header)]
-    return [ConnectionOption(t) for t in _parse_list(_parse_token, header, 0, "Connection")]
+    return [ConnectionOption(t) for t in _parse_token_list(_parse_token, header, "Connection")]
 
 
 def _parse_upgrade_protocol(header: str, pos: int, header_name: str) -> tuple[str, int]:
@@ -175,9 +196,7 @@ def parse_upgrade(header: str) -> list[UpgradeProtocol]:
     Raises:
         InvalidHeaderFormat: if the value breaks the grammar.
     """
-    if _TOKEN_RE.fullmatch(header):  # the usual one protocol without a version
-        return [UpgradeProtocol(header)]
-    protocols = _parse_list(_parse_upgrade_protocol, header, 0, "Upgrade")
+    protocols = _parse_token_list(_parse_upgrade_protocol, header, "Upgrade")
     return [UpgradeProtocol(p) for p in protocols]
 
 
@@ -285,9 +304,7 @@ def parse_subprotocol(header: str) -> list[Subprotocol]:
     Raises:
         InvalidHeaderFormat: if the value breaks the grammar.
     """
-    if _TOKEN_RE.fullmatch(header):  # one subprotocol
-        return [Subprotocol(header)]
-    tokens = _parse_list(_parse_token, header, 0, "Sec-WebSocket-Protocol")
+    tokens = _parse_token_list(_parse_token, header, "Sec-WebSocket-Protocol")
     return [Subprotocol(t) for t in tokens]
 
 

@@ -18,7 +18,6 @@ import email.utils
 import http
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
 
 from ..exceptions import (
     HandshakeError,
@@ -43,6 +42,7 @@ from .headers import (
     parse_extension,
     parse_subprotocol,
     parse_upgrade,
+    parse_values,
     validate_key,
     validate_subprotocols,
 )
@@ -52,8 +52,6 @@ __all__ = ["ServerProtocol", "SERVER_HEADER", "SelectSubprotocol"]
 
 SERVER_HEADER = f"socketeer/{__version__}"
 """Default ``Server`` header."""
-
-_T = TypeVar("_T")
 
 SelectSubprotocol = Callable[[Sequence[Subprotocol], Sequence[Subprotocol]], Subprotocol | None]
 """``select_subprotocol(offered, supported)``: the subprotocol to use, or ``None``."""
@@ -226,12 +224,12 @@ class ServerProtocol(Protocol):
         _single(headers, "Host")
         # "An |Upgrade| header field containing the value "websocket", treated as an ASCII
         # case-insensitive value."
-        upgrade = _parse_all(headers, "Upgrade", parse_upgrade)
+        upgrade = parse_values(headers.get_all("Upgrade"), parse_upgrade)
         if "websocket" not in map(str.lower, upgrade):
             raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
         # "A |Connection| header field that includes the token "Upgrade", treated as an ASCII
         # case-insensitive value."
-        connection = _parse_all(headers, "Connection", parse_connection)
+        connection = parse_values(headers.get_all("Connection"), parse_connection)
         if "upgrade" not in map(str.lower, connection):
             raise InvalidUpgrade("Connection", ", ".join(connection) or None)
         # "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when decoded,
@@ -269,7 +267,7 @@ class ServerProtocol(Protocol):
         # extension at most once, and declines what it cannot accept.
         answers: list[ExtensionHeader] = []
         accepted: list[Extension] = []
-        offers = _parse_all(headers, "Sec-WebSocket-Extensions", parse_extension)
+        offers = parse_values(headers.get_all("Sec-WebSocket-Extensions"), parse_extension)
         for name, params in offers:
             for factory in self.available_extensions:
                 if factory.name != name or any(e.name == name for e in accepted):
@@ -285,7 +283,7 @@ class ServerProtocol(Protocol):
         return answers
 
     def _process_subprotocol(self, headers: Headers) -> Subprotocol | None:
-        offered = _parse_all(headers, "Sec-WebSocket-Protocol", parse_subprotocol)
+        offered = parse_values(headers.get_all("Sec-WebSocket-Protocol"), parse_subprotocol)
         if not offered:
             return None
         chosen = self.select_subprotocol(offered, self.available_subprotocols)
@@ -397,14 +395,6 @@ def _http_date() -> str:
         value = email.utils.formatdate(now, usegmt=True)
         _date = (now, value)
     return value
-
-
-def _parse_all(headers: Headers, name: str, parse: Callable[[str], list[_T]]) -> list[_T]:
-    """The items of every ``name`` header, in order, each header read with ``parse``."""
-    values = headers.get_all(name)
-    if len(values) == 1:  # the usual case
-        return parse(values[0])
-    return [item for value in values for item in parse(value)]
 
 
 def _single(headers: Headers, name: str) -> str:
