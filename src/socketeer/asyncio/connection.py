@@ -173,14 +173,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             if messages.closed:
                 raise self._closed_exc() from self.protocol.parser_exc
             await messages.wait()
-        if decode is None:
-            frames = messages.frames
-            assert frames is not None  # there is a message
-            frame = frames[0]
-            if frame.fin and not messages.paused:  # take_message() for one frame, inlined
-                frames.popleft()
-                messages.messages -= 1
-                return frame.data.decode() if frame.opcode is OP_TEXT else frame.data
         return messages.take_message(decode)
 
     async def recv_frame(self) -> Frame:
@@ -215,13 +207,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 break
             await messages.wait()
         else:
-            frames = messages.frames
-            assert frames is not None  # there is a message
-            frame = frames[0]
-            if frame.fin and not messages.paused:  # take_message() for one frame, inlined
-                frames.popleft()
-                messages.messages -= 1
-                return frame.data.decode() if frame.opcode is OP_TEXT else frame.data
             return messages.take_message()
         exc = self._closed_exc()
         if isinstance(exc, ConnectionClosedOK):
@@ -770,15 +755,12 @@ def broadcast(
                 skipped.append(connection)
             continue
         # The fast path, for every connection after the first of its encoding: its bytes,
-        # straight to the transport (the protocol has nothing else to write: the driver
-        # writes what it produces at once).
+        # written without the protocol (which has nothing else to write: the driver writes
+        # what it produces at once), after any frames the connection gathered.
         key = protocol.encoding_key()
         writes = None if key is None else cache.get(key)
         if writes is not None and protocol.sending:
-            if connection._gathered:
-                connection._write_gathered()
-            for data in writes:
-                transport.write(data)
+            connection._write(writes)
             sent += 1
             continue
         try:
