@@ -652,6 +652,26 @@ class Usage:
         self.others.append(min(max(share, 0.0), 1.0))
 
 
+class Output:
+    """What a load generator prints: per test, the rates, the CPU times per message and the
+    others' share of its repetitions, the warm-up left out."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, list[float]] = {}
+        self.cpu: dict[str, dict[str, list[float | None]]] = {}
+        self.others: dict[str, list[float | None]] = {}
+
+    def add(self, test: str, rates: list[float], usage: Usage) -> None:
+        """Record a test's repetitions, the first of which was the warm-up."""
+        self.results[test] = rates[1:]
+        self.cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
+        self.others[test] = usage.others[1:]
+
+    def json(self, **more: Any) -> dict[str, Any]:
+        """The object to print, with ``more`` entries."""
+        return {"results": self.results, "cpu": self.cpu, "others": self.others, **more}
+
+
 async def run_tests(
     name: str,
     port: int,
@@ -663,9 +683,7 @@ async def run_tests(
 ) -> dict[str, Any]:
     lib: Any = library(name)
     uri = f"ws://127.0.0.1:{port}/"
-    results: dict[str, list[float]] = {}
-    cpu: dict[str, dict[str, list[float | None]]] = {}
-    others: dict[str, list[float | None]] = {}
+    output = Output()
     single = None
     for test in tests:
         kind, numbers = parse_test(test)
@@ -687,10 +705,7 @@ async def run_tests(
                 count, elapsed = await lib.echo(connections, payload, seconds)
             usage.stop(count, elapsed)
             rates.append(count / elapsed)
-        # Not the warm-up:
-        results[test] = rates[1:]
-        cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
-        others[test] = usage.others[1:]
+        output.add(test, rates, usage)
         if kind == "concurrent":
             await lib.close(connections)
     if single is not None:
@@ -698,7 +713,7 @@ async def run_tests(
     session = getattr(lib.open, "session", None)
     if session is not None:
         await session.close()
-    return {"results": results, "cpu": cpu, "others": others}
+    return output.json()
 
 
 def run_sync_tests(
@@ -713,9 +728,7 @@ def run_sync_tests(
     """:func:`run_tests` for a threaded client: no event loop."""
     lib = sync_library(name)
     uri = f"ws://127.0.0.1:{port}/"
-    results: dict[str, list[float]] = {}
-    cpu: dict[str, dict[str, list[float | None]]] = {}
-    others: dict[str, list[float | None]] = {}
+    output = Output()
     single = None
     try:
         for test in tests:
@@ -738,17 +751,14 @@ def run_sync_tests(
                     count, elapsed = lib.echo(connections, payload, seconds)
                 usage.stop(count, elapsed)
                 rates.append(count / elapsed)
-            # Not the warm-up:
-            results[test] = rates[1:]
-            cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
-            others[test] = usage.others[1:]
+            output.add(test, rates, usage)
             if kind == "concurrent":
                 lib.close(connections)
         if single is not None:
             lib.close(single)
     finally:
         lib.shutdown()
-    return {"results": results, "cpu": cpu, "others": others}
+    return output.json()
 
 
 # The C load generator: benchmarks/wsload.c, driven through its standard input.
@@ -848,9 +858,7 @@ def run_wsload_tests(
 ) -> dict[str, Any]:
     """:func:`run_tests` with wsload: the same tests and output, plus the latencies."""
     wsload = WsloadProcess(port)
-    results: dict[str, list[float]] = {}
-    cpu: dict[str, dict[str, list[float | None]]] = {}
-    others: dict[str, list[float | None]] = {}
+    output = Output()
     latency: dict[str, dict[str, list[float]]] = {}
     try:
         for test in tests:
@@ -870,16 +878,13 @@ def run_wsload_tests(
                 rates.append(int(count) / float(elapsed))
                 percentiles["p50"].append(float(p50))
                 percentiles["p99"].append(float(p99))
-            # Not the warm-up:
-            results[test] = rates[1:]
-            cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
-            others[test] = usage.others[1:]
+            output.add(test, rates, usage)
             latency[test] = {name: values[1:] for name, values in percentiles.items()}
         if wsload.connections:
             wsload.command("close")
     finally:
         wsload.stop()
-    return {"results": results, "cpu": cpu, "others": others, "latency": latency}
+    return output.json(latency=latency)
 
 
 # Compression on (``--compression``, for ``echo.py --compression``). A connection is
@@ -1039,9 +1044,7 @@ async def run_deflate_tests(
     if name not in DEFLATE_OPENERS:
         raise MissingError(f"{name}: no permessage-deflate to measure")
     send, recv, close, extensions = await DEFLATE_OPENERS[name](f"ws://127.0.0.1:{port}/")
-    results: dict[str, list[float]] = {}
-    cpu: dict[str, dict[str, list[float | None]]] = {}
-    others: dict[str, list[float | None]] = {}
+    output = Output()
     try:
         for test in tests:
             payloads = deflate_payloads(test)
@@ -1059,12 +1062,10 @@ async def run_deflate_tests(
                 count, elapsed = await _echo_cycle(send, recv, payloads, seconds)
                 usage.stop(count, elapsed)
                 rates.append(count / elapsed)
-            results[test] = rates[1:]  # not the warm-up
-            cpu[test] = {side: values[1:] for side, values in usage.cpu.items()}
-            others[test] = usage.others[1:]
+            output.add(test, rates, usage)
     finally:
         await close()
-    return {"results": results, "cpu": cpu, "others": others, "extensions": extensions}
+    return output.json(extensions=extensions)
 
 
 def main(argv: list[str] | None = None) -> int:
