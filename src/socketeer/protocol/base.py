@@ -40,6 +40,7 @@ from collections.abc import Hashable
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from ..typedefs import BytesLike, LoggerLike
 from .extensions.base import Extension
+from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import (
     _OPCODES,
     OP_BINARY,
@@ -154,7 +155,8 @@ class Protocol:
         "side",
         "state",
         "max_size",
-        "extensions",
+        "_extensions",
+        "_deflate",
         "close_rcvd",
         "close_sent",
         "close_rcvd_then_sent",
@@ -206,8 +208,10 @@ class Protocol:
         """The connection's state (see the module's theory of operation)."""
         self.max_size = max_size
         """Largest message accepted, in bytes, or ``None``."""
-        self.extensions: list[Extension] = []
-        """Extensions in use, in the order of negotiation."""
+        self._extensions: list[Extension] = []
+        # permessage-deflate when it is the only extension: the case of the fast paths for
+        # compressed messages (_receive_compressed(), _send_data()).
+        self._deflate: PerMessageDeflate | None = None
 
         self.close_rcvd: Close | None = None
         """The close frame received from the peer, once it arrived."""
@@ -273,6 +277,17 @@ class Protocol:
         self.state = state
 
     # Public state
+
+    @property
+    def extensions(self) -> list[Extension]:
+        """Extensions in use, in the order of negotiation; assign a new list to change them."""
+        return self._extensions
+
+    @extensions.setter
+    def extensions(self, extensions: list[Extension]) -> None:
+        self._extensions = extensions
+        only = extensions[0] if len(extensions) == 1 else None
+        self._deflate = only if type(only) is PerMessageDeflate else None
 
     @property
     def close_code(self) -> int | None:
@@ -501,8 +516,11 @@ class Protocol:
         # Whole messages of one frame without extensions, the common case, go through
         # read_messages() in bulk: it applies the rules that concern them (section 5.4: no
         # message in progress, checked here; the size limit; section 8.1: valid UTF-8) and
-        # stops at any other frame, which goes through _receive_frame().
-        plain = not self.extensions and not self.debug
+        # stops at any other frame, which goes through _receive_frame(). With
+        # permessage-deflate alone, uncompressed messages go the same way, since it leaves
+        # them as they are, and a compressed one in one frame through _receive_compressed().
+        deflate = None if self.debug else self._deflate
+        plain = (deflate is not None or not self._extensions) and not self.debug
         max_size = -1 if self.max_size is None else self.max_size
         events = self._events
         try:
@@ -529,6 +547,13 @@ class Protocol:
                 if result is None:
                     break
                 first_byte, payload, pos = result
+                if (
+                    (first_byte == 0xC1 or first_byte == 0xC2)
+                    and deflate is not None
+                    and self._rcv_opcode is None
+                ):
+                    self._receive_compressed(deflate, first_byte, payload)
+                    continue
                 if first_byte & 0x08 == 0:
                     self._check_size(first_byte, len(payload))
                 self._receive_frame(_frame(first_byte, payload))
@@ -587,7 +612,7 @@ class Protocol:
     def _check_size(self, first_byte: int, length: int) -> None:
         """Check a data frame's payload length against what is left of ``max_size``."""
         if first_byte & 0x0F:  # not a continuation: whether the message is compressed
-            self._rcv_compressed = bool(first_byte & 0x40 and self.extensions)
+            self._rcv_compressed = bool(first_byte & 0x40 and self._extensions)
         if self.max_size is not None:
             budget = self.max_size - self._rcv_size
             # Data that does not compress grows a little when deflated; the extension
@@ -628,12 +653,29 @@ class Protocol:
         self._partial_checked = available
         validator.feed(chunk, False)
 
+    def _receive_compressed(
+        self, deflate: PerMessageDeflate, first_byte: int, data: bytes
+    ) -> None:
+        """Receive a whole compressed message of one frame, when no message is in progress:
+        what _check_size(), the extension's decode() and _receive_frame() do for it."""
+        max_size = self.max_size
+        # See _check_size(): the limit applies to what the payload inflates to.
+        if max_size is not None and len(data) > max_size + (max_size >> 8) + 64:
+            raise PayloadTooBig(len(data), max_size)
+        data = deflate.decode_final(data, max_size)
+        if first_byte == 0xC1:
+            data.decode()  # section 8.1: validates; raises UnicodeDecodeError
+        self._pending += 1
+        self._events.append(
+            _new_frame(Frame, (_OPCODES[first_byte & 0x0F], data, True, False, False, False))
+        )
+
     def _receive_frame(self, frame: Frame) -> None:
         """Apply RFC 6455 sections 5.4 to 5.6 to one received frame."""
-        if self.extensions:
+        if self._extensions:
             budget = None if self.max_size is None else self.max_size - self._rcv_size
             try:
-                for extension in reversed(self.extensions):
+                for extension in reversed(self._extensions):
                     frame = extension.decode(frame, max_size=budget)
             except PayloadTooBig as exc:
                 if self.max_size is None or exc.size is None:  # pragma: no cover
@@ -760,10 +802,10 @@ class Protocol:
         """
         if self._mask:
             return None
-        if not self.extensions:
+        if not self._extensions:
             return ()
         keys = []
-        for extension in self.extensions:
+        for extension in self._extensions:
             key = extension.encoding_key()
             if key is None:
                 return None
@@ -938,8 +980,17 @@ class Protocol:
         if self.state is not OPEN:  # _check_open(), inlined on the hot path
             raise InvalidState(f"connection is {self.state.name}")
         self._snd_fragmented = not fin
-        if self.extensions or self.debug:
-            self._write_frame(Frame(opcode, data, fin), compress)
+        if self._extensions or self.debug:
+            deflate = None if self.debug else self._deflate
+            if deflate is None:
+                self._write_frame(Frame(opcode, data, fin), compress)
+                return
+            # What _write_frame() does, without a Frame: RSV1 marks a compressed message.
+            compressed = deflate.encode_first(opcode, data, fin, compress)
+            if compressed is None:
+                self._write(opcode | 0x80 if fin else opcode, data)
+            else:
+                self._write(opcode | 0xC0 if fin else opcode | 0x40, compressed)
         elif len(data) >= _JOIN_BELOW:
             self._write(opcode | 0x80 if fin else opcode, data)
         else:  # _write(), inlined
@@ -964,7 +1015,7 @@ class Protocol:
 
     def _write_frame(self, frame: Frame, compress: bool = True) -> None:
         """Encode a frame with the extensions, serialize it and queue its bytes."""
-        for extension in self.extensions:
+        for extension in self._extensions:
             frame = extension.encode(frame, compress=compress)
         if self.debug:
             self.logger.debug("> %s", frame)

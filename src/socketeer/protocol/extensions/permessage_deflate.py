@@ -61,7 +61,7 @@ from ...exceptions import (
     ProtocolError,
 )
 from ...typedefs import ExtensionName, ExtensionParameter
-from ..frames import OP_BINARY, OP_CONT, OP_TEXT, Frame, _new_frame
+from ..frames import OP_BINARY, OP_CONT, OP_TEXT, Frame, Opcode, _new_frame
 from .base import ClientExtensionFactory, Extension, ServerExtensionFactory
 
 if TYPE_CHECKING:
@@ -229,26 +229,38 @@ class PerMessageDeflate(Extension):
             return frame
         if not self._decoding_compressed:
             return frame
-        data = frame.data
         fin = frame.fin
-        if not fin:
-            chunks: tuple[bytes, ...] = (data,)
+        if fin:
+            data = self.decode_final(frame.data, max_size)
+            self._decoding_compressed = False
+        else:
+            data = self._decompress((frame.data,), max_size)
+        return _new_frame(Frame, (opcode, data, fin, False, frame.rsv2, frame.rsv3))
+
+    def decode_final(self, data: bytes, max_size: int | None = None) -> bytes:
+        """Decompress the payload of the final frame of a compressed message.
+
+        :meth:`decode` calls it; a driver may call it directly for a whole compressed message
+        in one frame (RSV1 and FIN set, opcode TEXT or BINARY) when no message is in
+        progress, which spares building a :class:`Frame` to decode.
+
+        Raises:
+            ProtocolError: if the compressed data is invalid.
+            PayloadTooBig: as :meth:`decode`.
+        """
         # RFC 7692 section 7.2.2: "Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of
         # the payload of the message." A small payload is copied with them, which costs less
         # than a second call of zlib; a large one is fed to zlib first, to avoid copying it.
-        elif len(data) < _APPEND_TAIL_BELOW:
-            chunks = (data + _EMPTY_BLOCK_TAIL,)
+        if len(data) < _APPEND_TAIL_BELOW:
+            data = self._decompress((data + _EMPTY_BLOCK_TAIL,), max_size)
         else:
-            chunks = (data, _EMPTY_BLOCK_TAIL)
-        data = self._decompress(chunks, max_size)
-        if fin:
-            self._decoding_compressed = False
-            # RFC 7692 section 7.2.2: with "no_context_takeover" for the peer, this side "MAY
-            # decompress each new message with an empty LZ77 sliding window". Dropping the
-            # decompressor frees its window until the next compressed message.
-            if self.remote_no_context_takeover:
-                self._decompressor = None
-        return _new_frame(Frame, (opcode, data, fin, False, frame.rsv2, frame.rsv3))
+            data = self._decompress((data, _EMPTY_BLOCK_TAIL), max_size)
+        # RFC 7692 section 7.2.2: with "no_context_takeover" for the peer, this side "MAY
+        # decompress each new message with an empty LZ77 sliding window". Dropping the
+        # decompressor frees its window until the next compressed message.
+        if self.remote_no_context_takeover:
+            self._decompressor = None
+        return data
 
     def _decompress(self, chunks: tuple[bytes, ...], max_size: int | None) -> bytes:
         parts: list[bytes] = []
@@ -316,24 +328,41 @@ class PerMessageDeflate(Extension):
             compressed message; or unchanged.
         """
         opcode = frame.opcode
-        data = frame.data
         if opcode is OP_TEXT or opcode is OP_BINARY:
-            # RFC 7692 section 6: "On a WebSocket connection where a PMCE is in use, this bit
-            # indicates whether a message is compressed or not." Any message may go without.
-            if compress and opcode is OP_BINARY and len(data) >= _PROBE_FROM:
-                compress = not self._looks_incompressible(data)
-            self._encoding_compressed = compress
-        elif opcode is not OP_CONT:
-            # RFC 7692 section 6: "PMCEs operate only on data messages."
+            data = self.encode_first(opcode, frame.data, frame.fin, compress)
+            if data is None:
+                return frame
+            return _new_frame(Frame, (opcode, data, frame.fin, True, frame.rsv2, frame.rsv3))
+        # RFC 7692 section 6: "PMCEs operate only on data messages."
+        if opcode is not OP_CONT or not self._encoding_compressed:
             return frame
-        if not self._encoding_compressed:
-            return frame
-        fin = frame.fin
-        data = self._compress(data, fin)
         # RFC 7692 section 6: "An endpoint MUST NOT set the "Per-Message Compressed" bit of
         # control frames and non-first fragments of a data message."
-        rsv1 = opcode is not OP_CONT
-        return _new_frame(Frame, (opcode, data, fin, rsv1, frame.rsv2, frame.rsv3))
+        data = self._compress(frame.data, frame.fin)
+        return _new_frame(Frame, (opcode, data, frame.fin, False, frame.rsv2, frame.rsv3))
+
+    def encode_first(self, opcode: Opcode, data: bytes, fin: bool, compress: bool) -> bytes | None:
+        """Compress the payload of the first frame of a data message, or decide not to.
+
+        :meth:`encode` calls it; a driver may call it directly for a TEXT or BINARY frame,
+        which spares building a :class:`Frame` to encode.
+
+        Args:
+            opcode: :data:`OP_TEXT` or :data:`OP_BINARY`.
+            data: the frame's payload.
+            fin: whether the frame is the whole message.
+            compress: as in :meth:`encode`.
+
+        Returns:
+            The payload to send with RSV1 set; ``None`` when the message goes uncompressed,
+            as it is, with RSV1 clear.
+        """
+        # RFC 7692 section 6: "On a WebSocket connection where a PMCE is in use, this bit
+        # indicates whether a message is compressed or not." Any message may go without.
+        if compress and opcode is OP_BINARY and len(data) >= _PROBE_FROM:
+            compress = not self._looks_incompressible(data)
+        self._encoding_compressed = compress
+        return self._compress(data, fin) if compress else None
 
     def _looks_incompressible(self, data: bytes) -> bool:
         """Whether DEFLATE saves nothing on samples of a large binary message.
