@@ -925,6 +925,7 @@ class TestEndToEnd:
             ({"server_max_window_bits": 8}, {"client_max_window_bits": 8}),
             ({"client_max_window_bits": 10}, {"server_max_window_bits": 9}),
             ({}, {"server_max_window_bits": 12, "compress_settings": {"memLevel": 5}}),
+            ({}, {"server_max_window_bits": 12, "compress_settings": {"level": 1}}),
         ],
     )
     def test_agree_and_talk(
@@ -957,7 +958,7 @@ class TestEnable:
         (factory,) = enable_client_permessage_deflate(None)
         assert isinstance(factory, ClientPerMessageDeflateFactory)
         assert factory.get_request_params() == [CMWB]
-        assert factory.compress_settings == {"memLevel": 5}
+        assert factory.compress_settings == {"level": 1, "memLevel": 5}
 
     def test_client_appends(self) -> None:
         other = OtherClientFactory()
@@ -980,7 +981,7 @@ class TestEnable:
         response, extension = factory.process_request_params([CMWB], [])
         assert response == [smwb(12), cmwb(12)]
         assert agreed(extension) == (False, False, 12, 12)
-        assert extension.compress_settings == {"memLevel": 5}
+        assert extension.compress_settings == {"level": 1, "memLevel": 5}
 
     def test_server_default_without_client_max_window_bits(self) -> None:
         """A client that cannot take a window size still gets compression."""
