@@ -40,7 +40,7 @@ from collections.abc import Hashable
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from ..typedefs import BytesLike, LoggerLike
 from .extensions.base import Extension
-from .extensions.permessage_deflate import PerMessageDeflate
+from .extensions.permessage_deflate import PerMessageDeflate, _deflated_budget
 from .frames import (
     _OPCODES,
     OP_BINARY,
@@ -615,10 +615,8 @@ class Protocol:
             self._rcv_compressed = bool(first_byte & 0x40 and self._extensions)
         if self.max_size is not None:
             budget = self.max_size - self._rcv_size
-            # Data that does not compress grows a little when deflated; the extension
-            # enforces the limit on what it inflates to.
             if self._rcv_compressed:
-                budget += (budget >> 8) + 64
+                budget = _deflated_budget(budget)
             if length > budget:
                 raise PayloadTooBig(length, self.max_size, self._rcv_size)
 
@@ -659,8 +657,7 @@ class Protocol:
         """Receive a whole compressed message of one frame, when no message is in progress:
         what _check_size(), the extension's decode() and _receive_frame() do for it."""
         max_size = self.max_size
-        # See _check_size(): the limit applies to what the payload inflates to.
-        if max_size is not None and len(data) > max_size + (max_size >> 8) + 64:
+        if max_size is not None and len(data) > _deflated_budget(max_size):
             raise PayloadTooBig(len(data), max_size)
         data = deflate.decode_final(data, max_size)
         if first_byte == 0xC1:
