@@ -41,6 +41,7 @@ stops reading, misses the pong, and its own keepalive fails the connection.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import (
     AsyncIterable,
@@ -105,6 +106,11 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     # add_close_callback(): a class attribute until the first one is added, so that
     # connections without any pay one test, when they close.
     _close_callbacks: dict[object, Callable[[Connection], object]] | None = None
+    # _listen(): class attributes until a handler with a plain on_message listens.
+    _listener: Callable[[Data], object] | None = None
+    _listening: asyncio.Future[object] | None = None
+    _listener_context: contextvars.Context | None = None
+    _delivering = False
 
     def __init__(self, protocol: Protocol, options: ConnectionOptions) -> None:
         self.protocol = protocol
@@ -235,12 +241,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         """
         while self._fragmented_send is not None:
             await asyncio.shield(self._fragmented_send)
-        protocol = self.protocol
         try:
-            if isinstance(message, str):
-                protocol.send_text(message, True, compress)
-            elif isinstance(message, (bytes, bytearray, memoryview)):
-                protocol.send_binary(message, True, compress)
+            if isinstance(message, (str, bytes, bytearray, memoryview)):
+                self._send_whole(message, compress)
             elif isinstance(message, Mapping):
                 raise TypeError("a mapping is not a message; serialize it first")
             elif isinstance(message, Iterable):
@@ -254,6 +257,50 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         except InvalidState:
             await self._raise_when_closed()
             raise
+        if self._writing_paused:
+            await self._drain()
+
+    def send_nowait(self, message: Data | BytesLike, *, compress: bool = True) -> None:
+        """Send a whole message at once, for code that cannot wait: a plain (not ``async``)
+        ``on_message`` of a :class:`~socketeer.Handler`, or a callback.
+
+        Unlike :meth:`send`, it never waits for the write buffer to drain. A plain
+        ``on_message`` that answers messages needs nothing more: while the buffer is above
+        ``write_limit``, no message is delivered to it and reading pauses once ``max_queue``
+        wait, so a peer that does not read its answers cannot make memory grow. Code that
+        sends on its own initiative should ``await`` :meth:`send`, which waits.
+
+        Args:
+            message: :class:`str` for a text message; bytes-like for a binary message.
+            compress: ``False`` sends this message uncompressed even with permessage-deflate.
+
+        Raises:
+            ConnectionClosed: if the connection is closing or closed.
+            ConcurrencyError: while :meth:`send` is sending a fragmented message.
+            TypeError: for any other kind of message.
+        """
+        if self._fragmented_send is not None:
+            raise ConcurrencyError("cannot send a message while a fragmented one is being sent")
+        try:
+            self._send_whole(message, compress)
+        except InvalidState:
+            self._raise_if_closed()
+            raise
+
+    def _send_whole(self, message: Data | BytesLike, compress: bool) -> None:
+        """Send a message in one frame and write it, or gather it with the next answers.
+
+        Raises:
+            InvalidState: if the connection is not open.
+            TypeError: if ``message`` is neither :class:`str` nor bytes-like.
+        """
+        protocol = self.protocol
+        if isinstance(message, str):
+            protocol.send_text(message, True, compress)
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            protocol.send_binary(message, True, compress)
+        else:
+            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
         writes = protocol.data_to_send()  # _write_pending(), inlined on the hot path
         transport = self.transport
         if len(writes) == 1 and writes[0] and transport is not None:
@@ -263,8 +310,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 transport.write(writes[0])  # one frame: _write(), inlined
         elif writes:
             self._write(writes)
-        if self._writing_paused:
-            await self._drain()
 
     async def _send_fragments(
         self, fragments: AsyncIterator[Data | BytesLike], compress: bool
@@ -469,7 +514,10 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             if protocol._writes:
                 self._write(protocol.data_to_send())
             if events:
-                self._dispatch(events)
+                if len(events) == 1 and self._listener is not None:
+                    self._deliver_one(events[0])
+                else:
+                    self._dispatch(events)
         if protocol.unparsed:
             self._parse_unparsed()
 
@@ -498,6 +546,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self.protocol.data_to_send()  # nowhere to write it any more
             self._dispatch(self.protocol.events_received())
         self.recv_messages.close()
+        if self._listener is not None:
+            self._deliver()  # the end of the messages
         if self._gathered:
             self._gathered.clear()  # nowhere to write them any more
         for timer in (self._keepalive_timer, self._close_timer):
@@ -529,6 +579,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
         self._drain_waiter = None
+        if self._listener is not None:
+            self._deliver()
 
     async def _drain(self) -> None:
         if self._closed.done():
@@ -566,6 +618,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self._dispatch(events)
         if not opened:
             self._closing_queue()
+            if self._listener is not None:
+                self._deliver()  # the end of the messages, when the queue closed
 
     def _write_pending(self) -> None:
         writes = self.protocol.data_to_send()
@@ -629,6 +683,99 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                             waiter.set_result(latency)
             else:
                 self.handshake_event(event)
+        if self._listener is not None:
+            self._deliver()
+
+    # Delivering messages to a listener (a Handler's plain on_message)
+
+    def _listen(self, listener: Callable[[Data], object]) -> asyncio.Future[object]:
+        """Deliver each message to ``listener`` as it arrives, instead of queueing it for
+        :meth:`recv`: called from the event loop, in the context of the caller's task, one
+        message at a time and in order, with no task switch in between.
+
+        Messages already queued are delivered first. Delivery waits while the write buffer
+        is above ``write_limit`` (the messages queue meanwhile, and reading pauses once
+        ``max_queue`` wait), so a listener that answers each message cannot make memory grow.
+
+        Returns:
+            A future that ends the delivery when it is done, and is done: with what the
+            listener returned, if not ``None`` (an awaitable for the caller to await before
+            it reads the next message); with the exception the listener raised; with
+            ``None`` when no message will come any more. Cancelling it ends the delivery.
+        """
+        listening = self.loop.create_future()
+        self._listener = listener
+        self._listening = listening
+        self._listener_context = contextvars.copy_context()
+        listening.add_done_callback(self._stop_listening)
+        self._deliver()
+        return listening
+
+    def _deliver_one(self, event: Event) -> None:
+        """The one event of a read, to the listener: the hot path of request and response,
+        which a message takes straight to the listener, without the queue, when nothing
+        else waits."""
+        listening, listener, context = self._listening, self._listener, self._listener_context
+        assert listening is not None and listener is not None and context is not None
+        if (
+            type(event) is not Frame
+            or not event.fin
+            or not (event.opcode is OP_BINARY or event.opcode is OP_TEXT)
+            or self.recv_messages.frames
+            or self._writing_paused
+            or listening.done()
+        ):
+            self._dispatch([event])
+            return
+        message = event.data.decode() if event.opcode is OP_TEXT else event.data
+        try:
+            result = context.run(listener, message)
+        except Exception as exc:
+            listening.set_exception(exc)
+            return
+        if result is not None:
+            listening.set_result(result)
+
+    def _stop_listening(self, listening: asyncio.Future[object]) -> None:
+        if self._listening is listening:
+            self._listener = self._listening = self._listener_context = None
+
+    def _deliver(self) -> None:
+        """Hand the queued messages to the listener, then write the answers it gathered."""
+        if self._delivering:  # a listener's call that ended here; the loop goes on
+            return
+        context = self._listener_context
+        assert context is not None  # listening
+        self._delivering = True
+        try:
+            context.run(self._deliver_messages)
+        finally:
+            self._delivering = False
+        if self._gathered:
+            self._write_gathered()
+
+    def _deliver_messages(self) -> None:
+        messages = self.recv_messages
+        listening = self._listening
+        listener = self._listener
+        assert listening is not None and listener is not None  # listening
+        # Once no frame comes any more, the last messages go to the listener even if the
+        # peer stopped reading: there are at most max_queue of them.
+        while (
+            messages.messages
+            and not (self._writing_paused and not messages.closed)
+            and not listening.done()
+        ):
+            try:
+                result = listener(messages.take_message())
+            except Exception as exc:
+                listening.set_exception(exc)
+                return
+            if result is not None:
+                listening.set_result(result)
+                return
+        if messages.closed and not messages.messages and not listening.done():
+            listening.set_result(None)
 
     def handshake_event(self, event: Event) -> None:
         """Handle the request or response of the opening handshake; subclasses implement it."""
