@@ -39,6 +39,11 @@ Method
   pair of libraries, so that a slow spell of a shared machine does not hit one library.
 - Besides the rates, each process's CPU time per message (Linux's ``/proc/PID/schedstat``)
   is reported: it compares the libraries even when other processes compete for the CPUs.
+- socketeer has two columns: ``socketeer`` is the handler coroutine of the README
+  (``async for message in ws: await ws.send(message)``, one task per connection), and
+  ``socketeer Handler`` a :class:`socketeer.Handler` whose ``on_message`` is a plain method
+  answering with ``ws.send_nowait(message)``: called from the event loop as each message
+  arrives, with no task switch, as picows' ``on_ws_frame``.
 - Messages are binary (no UTF-8 validation); compression is off everywhere (picows has
   none); the message size limit is raised to 16 MiB; all else is each library's default.
 - The threaded (sync) servers and clients: ``socketeer-sync``, ``websockets-sync`` and
@@ -107,7 +112,7 @@ CLIENTS = HERE / "echo_clients.py"
 RESULTS = HERE / "RESULTS.md"
 COMPRESSION_RESULTS = HERE / "COMPRESSION_RESULTS.md"
 
-WS_LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp"]
+WS_LIBRARIES = ["socketeer", "socketeer-handler", "websockets", "picows", "aiohttp"]
 RAW = "raw"
 RAW_PROTOCOL = "raw-protocol"
 ASYNC_COLUMNS = [*WS_LIBRARIES, RAW_PROTOCOL, RAW]
@@ -116,6 +121,7 @@ SYNC_BASE = "websockets-sync"
 COLUMNS = [*ASYNC_COLUMNS, *SYNC_CLIENTS]
 TITLES = {
     "socketeer": "socketeer",
+    "socketeer-handler": "socketeer Handler",
     "websockets": "websockets",
     "picows": "picows",
     "aiohttp": "aiohttp",
@@ -183,7 +189,7 @@ def format_size(size: int) -> str:
 
 
 def installed(name: str) -> bool:
-    if name in ("socketeer", "socketeer-sync", WSLOAD) or name.startswith(RAW):
+    if name.startswith(("socketeer", RAW)) or name == WSLOAD:
         return True
     return importlib.util.find_spec(PACKAGES.get(name, name)) is not None
 

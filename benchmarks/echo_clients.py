@@ -30,7 +30,9 @@ comes first; a short warm-up runs before the repetitions of each test. Messages 
 when the time is up are still waited for, and counted.
 
 socketeer, websockets and aiohttp are driven through their ``send``/``recv`` coroutines,
-the way applications use them; picows and the raw TCP clients through their callbacks:
+the way applications use them; ``socketeer-handler`` (a :class:`socketeer.Handler` whose
+``on_message`` is a plain method, answering with ``send_nowait``), picows and the raw TCP
+clients through their callbacks:
 ``raw-protocol`` reads the :class:`asyncio.Protocol` way, ``raw`` the
 :class:`asyncio.BufferedProtocol` way (into a buffer allocated once).
 
@@ -221,7 +223,8 @@ class AiohttpOpener:
         return ws.send_bytes, ws.receive_bytes, ws.close
 
 
-# Callback clients: picows and raw TCP. Each connection is a CallbackPeer.
+# Callback clients: socketeer's Handler with a plain on_message, picows and raw TCP. Each
+# connection is a CallbackPeer.
 
 
 class CallbackPeer:
@@ -343,6 +346,44 @@ async def open_picows(uri: str) -> tuple[CallbackPeer, Any]:
         transport.send_close(picows.WSCloseCode.OK)
         transport.disconnect()
         await transport.wait_disconnected()
+
+    return peer, close
+
+
+async def open_socketeer_handler(uri: str) -> tuple[CallbackPeer, Any]:
+    import socketeer
+
+    opened: asyncio.Future[Peer] = asyncio.get_running_loop().create_future()
+
+    class Peer(CallbackPeer, socketeer.Handler):
+        """A Handler whose plain on_message answers with send_nowait, in the event loop."""
+
+        async def on_open(self, ws: socketeer.Connection) -> None:
+            self.ws = ws
+            opened.set_result(self)
+
+        def on_message(self, ws: socketeer.Connection, message: socketeer.Data) -> None:
+            self.last_size = len(message)
+            self.received()
+
+        async def on_close(self, ws: socketeer.Connection, code: int, reason: str) -> None:
+            self.lost()
+
+        def send(self, payload: bytes) -> None:
+            self.ws.send_nowait(payload)
+
+    running = asyncio.ensure_future(
+        socketeer.run(uri, Peer, compression=None, max_size=MAX_MESSAGE)
+    )
+    await asyncio.wait([running, opened], return_when=asyncio.FIRST_COMPLETED)
+    if not opened.done():
+        running.result()  # the connection failed: raise why
+        raise ConnectionError("socketeer.run returned before the connection opened")
+    peer = opened.result()
+
+    async def close() -> None:
+        await peer.ws.close()
+        await running
 
     return peer, close
 
@@ -546,6 +587,8 @@ def library(name: str) -> AsyncLibrary | CallbackLibrary:
         return AsyncLibrary(open_websockets)
     if name == "aiohttp":
         return AsyncLibrary(AiohttpOpener())
+    if name == "socketeer-handler":
+        return CallbackLibrary(open_socketeer_handler)
     if name == "picows":
         return CallbackLibrary(open_picows)
     if name == "raw-protocol":

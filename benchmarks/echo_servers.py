@@ -51,7 +51,16 @@ __all__ = [
 
 SYNC_SERVERS = ["socketeer-sync", "websockets-sync"]
 """The threaded servers: no event loop."""
-LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp", "raw-protocol", "raw", *SYNC_SERVERS]
+LIBRARIES = [
+    "socketeer",
+    "socketeer-handler",
+    "websockets",
+    "picows",
+    "aiohttp",
+    "raw-protocol",
+    "raw",
+    *SYNC_SERVERS,
+]
 LOOPS = ["asyncio", "uvloop"]
 MAX_MESSAGE = 16 * 1048576
 """Message size limit given to every library, above the largest message sent (1 MiB)."""
@@ -106,6 +115,18 @@ async def serve_socketeer() -> tuple[int, Stop]:
             await ws.send(message)
 
     server = await socketeer.serve(handler, "127.0.0.1", 0, compression=None, max_size=MAX_MESSAGE)
+    port = server.sockets[0].getsockname()[1]
+    return port, server.close
+
+
+async def serve_socketeer_handler() -> tuple[int, Stop]:
+    import socketeer
+
+    class Echo(socketeer.Handler):
+        def on_message(self, ws: Any, message: Any) -> None:
+            ws.send_nowait(message)
+
+    server = await socketeer.serve(Echo, "127.0.0.1", 0, compression=None, max_size=MAX_MESSAGE)
     port = server.sockets[0].getsockname()[1]
     return port, server.close
 
@@ -341,6 +362,7 @@ def main_sync(library: str, profile: str | None) -> None:
 
 SERVERS: dict[str, Callable[[], Awaitable[tuple[int, Stop]]]] = {
     "socketeer": serve_socketeer,
+    "socketeer-handler": serve_socketeer_handler,
     "websockets": serve_websockets,
     "picows": serve_picows,
     "aiohttp": serve_aiohttp,
