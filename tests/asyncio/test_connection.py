@@ -172,6 +172,40 @@ class TestRecv:
             assert await ws.recv() == message
         assert calls
 
+    async def test_large_message_completed_through_shared_buffer(
+        self, side: Side, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # uvloop holds the view it read into while buffer_updated() runs; the payload is
+        # handed over without a copy only if no view of it is held when it completes, so
+        # its last byte comes through the shared buffer. Simulate uvloop's view.
+        message = bytes(range(256)) * 4096
+        async with connection_pair(side, max_size=2**21, compression=None) as (ws, peer):
+            get_buffer, buffer_updated = ws.get_buffer, ws.buffer_updated
+            held: list[memoryview] = []
+            reads: list[tuple[int, int]] = []  # in place: bytes read, bytes of payload left
+
+            def getting(sizehint: int) -> memoryview:
+                held.append(get_buffer(sizehint))
+                return held[-1]
+
+            def updated(nbytes: int) -> None:
+                view = held.pop()
+                into = ws.protocol.payload_buffer
+                if view is not ws._buffer:
+                    assert into is not None
+                    reads.append((nbytes, len(into)))
+                with memoryview(view):  # an export, as the event loop's
+                    buffer_updated(nbytes)
+
+            monkeypatch.setattr(ws, "get_buffer", getting)
+            monkeypatch.setattr(ws, "buffer_updated", updated)
+            await peer.send(message)
+            await peer.send(b"next")
+            assert await ws.recv() == message
+            assert await ws.recv() == b"next"
+        assert reads
+        assert all(nbytes < left for nbytes, left in reads)  # never the last byte
+
     async def test_decode(self, side: Side) -> None:
         async with connection_pair(side) as (ws, peer):
             await peer.send("café")

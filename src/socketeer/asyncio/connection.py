@@ -492,14 +492,18 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self.transport.set_write_buffer_limits(self.options.write_limit)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        # The rest of a large payload is read where it will stay; anything else goes to the
-        # shared buffer.
+        # The rest of a large payload is read where it will stay, but for its last byte;
+        # anything else goes to the shared buffer. uvloop still holds the view it read into
+        # while buffer_updated() runs, and a payload that a view may still write to cannot be
+        # handed over without a copy: the last byte, read into the shared buffer, completes
+        # it when nothing holds a view of it any more (a 1 MiB message: one copy less).
         into = self.protocol.payload_buffer
-        return self._buffer if into is None else into
+        return self._buffer if into is None or len(into) < 2 else into[:-1]
 
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self.protocol
-        if protocol.payload_buffer is None:
+        into = protocol.payload_buffer
+        if into is None or len(into) < 2:  # as get_buffer() decided
             protocol.receive_data(self._buffer[:nbytes])
         else:
             protocol.receive_into(nbytes)
