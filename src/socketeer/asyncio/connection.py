@@ -746,7 +746,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     def _deliver(self) -> None:
         """Hand the queued messages to the listener, then write the answers it gathered."""
-        if self._delivering:  # a listener's call that ended here; the loop goes on
+        if self._delivering:  # called again from within the listener: the loop below goes on
             return
         context = self._listener_context
         assert context is not None  # listening
