@@ -32,6 +32,9 @@ Method
   fastest servers come together, and the CPU time per broadcast tells them apart.
 - What "broadcast" means for each library: see :data:`BROADCAST_HOW`; socketeer and
   websockets have a broadcast function, picows and aiohttp a send per connection in a loop.
+  The broadcast tables have one more column, ``writes`` ("one write each (limit)"), no
+  library: socketeer's server with a frame built once and written to each connection's
+  transport with no check at all, what one write per recipient costs on the event loop.
 - **Connection setup**: the fixed client opens a connection (opening handshake) and closes it
   (closing handshake, the server closes the TCP connection), :data:`CONCURRENCIES` at a time,
   for ``--duration`` seconds (at most :data:`MAX_HANDSHAKES`) after a short warm-up:
@@ -103,7 +106,10 @@ TITLES = {
     "websockets": "websockets",
     "picows": "picows",
     "aiohttp": "aiohttp",
+    "writes": "one write each (limit)",
 }
+BROADCAST_ONLY = {"writes"}
+"""Columns of the broadcast tables only: not libraries, limits."""
 BROADCAST_HOW = {
     "socketeer": "`socketeer.broadcast(connections, message)`: the frame is encoded once and "
     "written to each connection's transport; a connection whose write buffer is past its "
@@ -114,6 +120,9 @@ BROADCAST_HOW = {
     "a loop (a frame built per connection, in C)",
     "aiohttp": "no broadcast function: `await ws.send_bytes(message)` on each connection, one "
     "after the other (each returns without suspending unless that connection's buffer is full)",
+    "writes": "no library: socketeer's server, but the frame is built once and written with "
+    "`transport.write(frame)` to each connection, with no check at all: what one write per "
+    "recipient costs on the event loop, the limit of every library here",
 }
 
 CLIENTS = 1000
@@ -559,7 +568,7 @@ def measure_handshakes(results: Results, loop: str, where: Where) -> None:
     settings = results.settings
     servers: list[tuple[str, Child, int]] = []
     try:
-        for library in settings.libraries:
+        for library in libraries_of(settings.libraries):
             keys = [
                 (m, loop, library, str(k))
                 for m in ("setup-rate", "setup-cpu")
@@ -646,7 +655,7 @@ def measure_memory_once(
 
 def measure_memory(results: Results, loop: str, where: Where) -> None:
     settings = results.settings
-    configs = [(lib, comp) for comp in (False, True) for lib in settings.libraries]
+    configs = [(lib, comp) for comp in (False, True) for lib in libraries_of(settings.libraries)]
     runs = [(False, r) for r in range(settings.repetitions)]
     if settings.tracemalloc:
         runs.append((True, 0))
@@ -685,19 +694,33 @@ def progress(what: str, repetition: int, repetitions: int, started: float) -> No
 # Reporting
 
 
+def libraries_of(names: list[str]) -> list[str]:
+    """The libraries among ``names``: the columns of every table but broadcast's."""
+    return [name for name in names if name not in BROADCAST_ONLY]
+
+
+def columns(results: Results, key: Key) -> list[str]:
+    """The columns of a table of ``key``'s measure: the libraries, and for broadcast the
+    limits too."""
+    names = results.settings.libraries
+    return names if key[0].startswith("broadcast") else libraries_of(names)
+
+
 def ratio_row(results: Results, title: str, key: Key, inverse: bool = False) -> str:
     """A row of ratios to websockets: library ÷ websockets, or websockets ÷ library."""
     measure, loop, *rest = key
     base = results.median((measure, loop, BASE, *rest))
     cells = []
-    for library in results.settings.libraries:
+    for library in columns(results, key):
         value = results.median((measure, loop, library, *rest))
         cells.append(format_ratio(base, value) if inverse else format_ratio(value, base))
     return f"| {title} | " + " | ".join(cells) + " |"
 
 
-def header(results: Results, first: str) -> list[str]:
+def header(results: Results, first: str, broadcast: bool = False) -> list[str]:
     libraries = results.settings.libraries
+    if not broadcast:
+        libraries = libraries_of(libraries)
     return [
         f"| {first} | " + " | ".join(TITLES[name] for name in libraries) + " |",
         "|---|" + "---:|" * len(libraries),
@@ -708,7 +731,7 @@ def row(results: Results, title: str, key: Key, scale: float = 1.0, digits: int 
     measure, loop, *rest = key
     cells = [
         results.cell((measure, loop, library, *rest), scale, digits)
-        for library in results.settings.libraries
+        for library in columns(results, key)
     ]
     return f"| {title} | " + " | ".join(cells) + " |"
 
@@ -716,7 +739,7 @@ def row(results: Results, title: str, key: Key, scale: float = 1.0, digits: int 
 def broadcast_tables(results: Results, loop: str) -> list[str]:
     s = results.settings
     lines = [f"### {loop} loop", ""]
-    lines += header(results, f"{s.clients:,} clients, {MESSAGE_SIZE} B")
+    lines += header(results, f"{s.clients:,} clients, {MESSAGE_SIZE} B", broadcast=True)
     lines.append(row(results, f"broadcasts/s, bursts of {s.burst}", ("broadcast-rate", loop)))
     lines.append(
         row(results, "ms per broadcast, one at a time", ("broadcast-latency", loop), 1000, 1)
@@ -726,7 +749,7 @@ def broadcast_tables(results: Results, loop: str) -> list[str]:
         row(results, "server CPU µs per message", ("broadcast-cpu", loop), 1 / s.clients, 2)
     )
     lines += ["", "Ratios to websockets; higher is better.", ""]
-    lines += header(results, "÷ websockets")
+    lines += header(results, "÷ websockets", broadcast=True)
     lines.append(ratio_row(results, "broadcasts/s (bursts)", ("broadcast-rate", loop)))
     lines.append(
         ratio_row(results, "one at a time (its ms ÷ yours)", ("broadcast-latency", loop), True)
@@ -780,7 +803,7 @@ def memory_tables(results: Results, loop: str) -> list[str]:
     lines += ["", "With compression on, what the idle connections hold:", ""]
     lines += header(results, "compression on")
     extensions, held = [], []
-    for library in s.libraries:
+    for library in libraries_of(s.libraries):
         header_value = results.facts.get(("extensions", loop, library, "on"))
         extensions.append(f"`{header_value}`" if header_value else "none")
         zlib = results.facts.get(("zlib", loop, library, "on"))

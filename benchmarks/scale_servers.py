@@ -64,7 +64,9 @@ __all__ = [
     "reply",
 ]
 
-LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp"]
+LIBRARIES = ["socketeer", "websockets", "picows", "aiohttp", "writes"]
+"""``writes`` is no library: socketeer's server whose broadcast is a bare write per
+connection, the limit of the event loop (broadcast only)."""
 LOOPS = ["asyncio", "uvloop"]
 BACKLOG = 1024
 """Listen backlog: load generators open connections 50 at a time each, several at once."""
@@ -344,11 +346,26 @@ class AiohttpServer(ScaleServer):
         return found
 
 
+class WritesServer(SocketeerServer):
+    """The limit of a broadcast on the event loop: socketeer's server and connections, but
+    the frame is built once and written to each connection's transport, with no check at
+    all (neither state nor backlog)."""
+
+    async def broadcast(self, message: bytes) -> int | None:
+        from socketeer.protocol.frames import encode_frame
+
+        frame = encode_frame(0x82, message, None)  # FIN, binary; servers do not mask
+        for ws in self.connections:
+            ws.transport.write(frame)
+        return None
+
+
 SERVERS: dict[str, type[ScaleServer]] = {
     "socketeer": SocketeerServer,
     "websockets": WebsocketsServer,
     "picows": PicowsServer,
     "aiohttp": AiohttpServer,
+    "writes": WritesServer,
 }
 
 
