@@ -67,6 +67,10 @@ class Recorder(socketeer.Handler):
         self.events.append(("close", code, reason))
 
     @property
+    def messages(self) -> list[Data]:
+        return [event[1] for event in self.events if event[0] == "message"]
+
+    @property
     def closed(self) -> bool:
         return bool(self.events) and self.events[-1][0] == "close"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from test_gather import burst, read_frame
-from test_handler import until, uri_of
+from test_handler import Recorder, until, uri_of
 
 import socketeer
 from socketeer.asyncio.client import ClientConnection
@@ -43,25 +43,14 @@ WRITE_LIMIT = 1024
 ANSWER = bytes(range(256)) * 64  # 16 KiB, sent without compression
 
 
-class Listener(socketeer.Handler):
-    """Records its events, as ``(event, args...)`` tuples, in ``self.events`` and in a list
-    shared by the instances of its class; its plain ``on_message`` records the message,
-    then calls :meth:`answer`, which echoes it with ``send_nowait``."""
+class Listener(Recorder):
+    """A :class:`~test_handler.Recorder` whose ``on_message`` is a plain method: it records
+    the message, then calls :meth:`answer`, which echoes it with ``send_nowait``; errors are
+    recorded as the exceptions themselves."""
 
-    all: list[Listener] = []
-
-    def __init_subclass__(cls) -> None:
-        super().__init_subclass__()
-        cls.all = []  # each subclass keeps its own instances
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self.all.append(self)
-
-    async def on_open(self, ws: Connection) -> None:
-        self.events.append(("open",))
-
-    def on_message(self, ws: Connection, message: Data) -> Awaitable[None] | None:
+    def on_message(  # type: ignore[override]  # plain, where the Recorder's is async
+        self, ws: Connection, message: Data
+    ) -> Awaitable[None] | None:
         self.events.append(("message", message))
         return self.answer(ws, message)
 
@@ -71,17 +60,6 @@ class Listener(socketeer.Handler):
 
     async def on_error(self, ws: Connection, exc: Exception) -> None:
         self.events.append(("error", exc))
-
-    async def on_close(self, ws: Connection, code: int, reason: str) -> None:
-        self.events.append(("close", code, reason))
-
-    @property
-    def messages(self) -> list[Data]:
-        return [event[1] for event in self.events if event[0] == "message"]
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.events) and self.events[-1][0] == "close"
 
 
 def transport(connection: Connection) -> asyncio.Transport:
