@@ -241,9 +241,13 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         """
         while self._fragmented_send is not None:
             await asyncio.shield(self._fragmented_send)
+        protocol = self.protocol
         try:
-            if isinstance(message, (str, bytes, bytearray, memoryview)):
-                self._send_whole(message, compress)
+            # What send_nowait() does, inlined on the hot path.
+            if isinstance(message, str):
+                protocol.send_text(message, True, compress)
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                protocol.send_binary(message, True, compress)
             elif isinstance(message, Mapping):
                 raise TypeError("a mapping is not a message; serialize it first")
             elif isinstance(message, Iterable):
@@ -257,6 +261,15 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         except InvalidState:
             await self._raise_when_closed()
             raise
+        writes = protocol.data_to_send()  # _write_pending(), inlined on the hot path
+        transport = self.transport
+        if len(writes) == 1 and writes[0] and transport is not None:
+            if self.recv_messages.messages or self._gathered:
+                self._gather(writes[0])
+            else:
+                transport.write(writes[0])  # one frame: _write(), inlined
+        elif writes:
+            self._write(writes)
         if self._writing_paused:
             await self._drain()
 
@@ -281,26 +294,19 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         """
         if self._fragmented_send is not None:
             raise ConcurrencyError("cannot send a message while a fragmented one is being sent")
+        protocol = self.protocol
         try:
-            self._send_whole(message, compress)
+            if isinstance(message, str):
+                protocol.send_text(message, True, compress)
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                protocol.send_binary(message, True, compress)
+            else:
+                raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
         except InvalidState:
             self._raise_if_closed()
             raise
-
-    def _send_whole(self, message: Data | BytesLike, compress: bool) -> None:
-        """Send a message in one frame and write it, or gather it with the next answers.
-
-        Raises:
-            InvalidState: if the connection is not open.
-            TypeError: if ``message`` is neither :class:`str` nor bytes-like.
-        """
-        protocol = self.protocol
-        if isinstance(message, str):
-            protocol.send_text(message, True, compress)
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            protocol.send_binary(message, True, compress)
-        else:
-            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+        # A message sent while more received messages wait is gathered with the next
+        # answers (see _gather()); else written at once.
         writes = protocol.data_to_send()  # _write_pending(), inlined on the hot path
         transport = self.transport
         if len(writes) == 1 and writes[0] and transport is not None:
@@ -518,7 +524,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             if protocol._writes:
                 self._write(protocol.data_to_send())
             if events:
-                if len(events) == 1 and self._listener is not None:
+                if self._listener is not None and len(events) == 1:
                     self._deliver_one(events[0])
                 else:
                     self._dispatch(events)
